@@ -1,0 +1,5 @@
+import sys
+
+from ase_mlgen.cli.main import main
+
+sys.exit(main())
