@@ -1,0 +1,91 @@
+"""A wrapper calculator that counts energy+force evaluations and the time spent in them.
+
+Every search method of ``ase-mlgen search`` runs on one :class:`CountingCalculator`, so
+``calls`` and ``seconds`` mean the same thing for BasinHopping, MinimaHopping, the genetic
+algorithm and every generator: one *call* is one evaluation of a new geometry by the wrapped
+calculator (energy and forces together, as every ASE optimiser and MD needs them), and *seconds*
+is the wall time spent inside the wrapped calculator.
+
+>>> from ase.cluster import Icosahedron
+>>> from ase.optimize import BFGS
+>>> from ase_mlgen.calculators.lennard_jones import FullLennardJones
+>>> atoms = Icosahedron("Ar", 2); atoms.positions *= 0.3; atoms.rattle(0.01, seed=1)
+>>> atoms.calc = CountingCalculator(FullLennardJones())
+>>> opt = BFGS(atoms, logfile=None); _ = opt.run(fmax=0.05, steps=50)
+>>> atoms.calc.counter.calls == opt.nsteps + 1
+True
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from ase.calculators.calculator import Calculator, all_changes
+
+
+@dataclass
+class CallCounter:
+    """Totals of a :class:`CountingCalculator`; several wrappers may share one counter."""
+
+    calls: int = 0            #: evaluations of a new geometry (energy + forces)
+    energy_calls: int = 0     #: evaluations in which the energy was asked for
+    force_calls: int = 0      #: evaluations in which forces were asked for
+    seconds: float = 0.0      #: wall time inside the wrapped calculator (s)
+
+    def snapshot(self) -> dict:
+        return asdict(self)
+
+    def reset(self) -> None:
+        self.calls = self.energy_calls = self.force_calls = 0
+        self.seconds = 0.0
+
+
+class CountingCalculator(Calculator):
+    """Wrap ``calc`` and count its evaluations in ``self.counter``.
+
+    Parameters
+    ----------
+    calc:
+        Any ASE calculator.
+    counter:
+        A :class:`CallCounter` to add to (shared between wrappers, e.g. for copies of the atoms
+        made by a genetic algorithm); a new one by default.
+    """
+
+    nolabel = True
+
+    def __init__(self, calc: Calculator, counter: CallCounter | None = None):
+        if isinstance(calc, CountingCalculator):
+            counter = counter or calc.counter
+            calc = calc.calc
+        super().__init__()
+        self.calc = calc
+        self.counter = counter if counter is not None else CallCounter()
+        self.implemented_properties = list(getattr(calc, "implemented_properties",
+                                                   ["energy", "forces"]))
+
+    @property
+    def name(self) -> str:  # shown by ase.db and trajectories
+        return f"counting({getattr(self.calc, 'name', type(self.calc).__name__)})"
+
+    def todict(self) -> dict:
+        inner = self.calc.todict() if hasattr(self.calc, "todict") else {}
+        return {"wrapped": getattr(self.calc, "name", type(self.calc).__name__), **inner}
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        wanted = set(properties)
+        # energy and forces together: one call per geometry, whatever is asked first
+        wanted |= {p for p in ("energy", "forces") if p in self.implemented_properties}
+        if "free_energy" in self.implemented_properties:
+            wanted.add("free_energy")
+        start = time.perf_counter()
+        try:
+            for prop in sorted(wanted, key=lambda p: (p != "forces", p)):
+                self.calc.get_property(prop, self.atoms)
+        finally:
+            self.counter.seconds += time.perf_counter() - start
+        self.counter.calls += 1
+        self.counter.energy_calls += "energy" in wanted
+        self.counter.force_calls += "forces" in wanted
+        self.results = {k: v for k, v in self.calc.results.items()}

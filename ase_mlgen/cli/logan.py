@@ -1,0 +1,115 @@
+"""``ase-mlgen logan train|generate``: train a LoGAN (or an ensemble) and generate structures.
+
+    ase-mlgen logan train DATA.extxyz --composition C5H12O --out runs/logan1 [--ensemble K]
+                          [--epochs N] [--cell a b c | --cell 9 numbers] [--background] [--resume]
+    ase-mlgen logan generate MODEL -n 1000 -o out.extxyz [--select k] [--seed S]
+
+MODEL is a model file, an ensemble directory or a finished run directory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def _cell(values):
+    if values is None:
+        return None
+    if len(values) == 3:
+        return [float(v) for v in values]
+    if len(values) == 9:
+        return [[float(v) for v in values[i:i + 3]] for i in (0, 3, 6)]
+    raise ValueError("--cell takes 3 lengths or 9 numbers (a 3x3 matrix, row by row)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ase_mlgen.generators.logan.training import train
+
+    params = {}
+    for key in ("epochs", "batch_size", "r_cut", "n_max", "max_neighbours", "radial",
+                "lr_generator", "lr_critic", "device"):
+        value = getattr(args, key)
+        if value is not None:
+            params[key] = value
+    job = train(args.data, args.composition, _cell(args.cell), run_dir=args.out,
+                n_models=args.ensemble, random_state=args.seed, background=args.background,
+                resume=args.resume, threads=args.threads, **params)
+    if args.background:
+        print(f"training in the background: run {job.run_dir.path} (pid {job.pid}); "
+              f"follow it with: ase-mlgen status {job.run_dir.path}")
+        return 0
+    status = job.status()
+    print(json.dumps({"run": str(job.run_dir.path), "state": status["state"],
+                      "result": job.run_dir.read_result()}, indent=2, default=str))
+    return 0 if status["state"] == "done" else 1
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from ase.io import write
+
+    from ase_mlgen.generators.logan.training import load_model
+
+    model = load_model(args.model, device=args.device)
+    t0 = time.perf_counter()
+    images = model.generate(args.n, random_state=args.seed)
+    t_gen = time.perf_counter() - t0
+    info = {"model": str(args.model), "composition": model.formula, "generated": len(images),
+            "generate_seconds": round(t_gen, 3)}
+    if args.select:
+        from ase_mlgen.select import representatives
+
+        t0 = time.perf_counter()
+        images = representatives(images, args.select, random_state=args.seed)
+        info.update({"selected": len(images), "select_seconds": round(time.perf_counter() - t0, 3)})
+    write(args.output, images, format="extxyz")
+    info["output"] = str(args.output)
+    print(json.dumps(info))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("logan", help="LoGAN: train a local-environment WGAN, generate "
+                                            "molecules or crystals")
+    sub = p.add_subparsers(dest="logan_command", metavar="ACTION")
+
+    t = sub.add_parser("train", help="train a LoGAN (or an ensemble) on structures")
+    t.add_argument("data", help="training structures (any file ASE reads, e.g. extxyz)")
+    t.add_argument("--composition", help="target composition, e.g. C5H12O (default: the "
+                                         "training composition when there is only one)")
+    t.add_argument("--cell", nargs="+", help="target cell (crystals) or box (molecules): 3 "
+                                             "lengths or 9 numbers")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="train K models with different seeds and descriptor settings")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", dest="batch_size", type=int)
+    t.add_argument("--r-cut", dest="r_cut", type=float)
+    t.add_argument("--n-max", dest="n_max", type=int)
+    t.add_argument("--max-neighbours", dest="max_neighbours", type=int)
+    t.add_argument("--radial", choices=["bessel", "gaussian"])
+    t.add_argument("--lr-generator", dest="lr_generator", type=float)
+    t.add_argument("--lr-critic", dest="lr_critic", type=float)
+    t.add_argument("--device", help="auto (default), cpu or cuda")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--background", action="store_true", help="return at once; see "
+                                                             "'ase-mlgen status RUN'")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.set_defaults(func=run_train)
+
+    g = sub.add_parser("generate", help="generate structures with a trained LoGAN")
+    g.add_argument("model", help="model file, ensemble directory or finished run directory")
+    g.add_argument("-n", type=int, default=1000, help="number of structures (default 1000)")
+    g.add_argument("-o", "--output", required=True, help="output file (extxyz)")
+    g.add_argument("--select", type=int, metavar="K",
+                   help="keep K representatives (PCA + k-means, overlapping atoms dropped)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default=None)
+    g.set_defaults(func=run_generate)
+
+    def _help(args):
+        p.print_help()
+        return 1
+
+    p.set_defaults(func=_help)

@@ -1,0 +1,53 @@
+"""The two networks of LoGAN: a fully connected generator and a per-atom fully connected critic."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, negative_slope: float) -> nn.Sequential:
+    """Linear layers of widths ``hidden`` with leaky ReLU between them, then a linear output."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), nn.LeakyReLU(negative_slope)]
+        width = int(h)
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+class Generator(nn.Module):
+    """Latent noise ``(B, latent_dim)`` → fractional coordinates ``(B, n_atoms, 3)`` in (0, 1).
+
+    All coordinates come out at once (one fully connected network, sigmoid on the output); the
+    caller scales them into the cell (periodic) or the box (molecules and clusters).
+    """
+
+    def __init__(self, n_atoms: int, latent_dim: int = 20,
+                 hidden: Sequence[int] = (512, 256, 128, 64, 32), negative_slope: float = 0.1):
+        super().__init__()
+        self.n_atoms = int(n_atoms)
+        self.latent_dim = int(latent_dim)
+        self.net = mlp(self.latent_dim, hidden, 3 * self.n_atoms, negative_slope)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z)).view(z.shape[0], self.n_atoms, 3)
+
+
+class Critic(nn.Module):
+    """Scores one atom's environment: input = its descriptor plus the one-hot of its species.
+
+    ``forward(x)`` maps ``(..., n_features)`` to ``(...)``; per-structure scores are the sum or the
+    mean of the per-atom scores (``reduce``), taken by the caller.
+    """
+
+    def __init__(self, n_features: int, hidden: Sequence[int] = (256, 128, 64, 32),
+                 negative_slope: float = 0.01):
+        super().__init__()
+        self.n_features = int(n_features)
+        self.net = mlp(self.n_features, hidden, 1, negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)

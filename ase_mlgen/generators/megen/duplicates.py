@@ -1,0 +1,190 @@
+"""Duplicate removal for clusters: the MeGen paper's criterion and a fingerprint criterion.
+
+*Paper criterion* (Modee et al., Mach. Learn.: Sci. Technol. 4, 025032, 2023): two clusters of
+the same composition are the same isomer when their sorted lists of all pair distances agree and,
+if they do, their sorted lists of nearest-neighbour bond angles agree as well. The distance test
+is cheap and rejects most pairs; the angle test separates the rare isomers with nearly identical
+distance spectra.
+
+*Fingerprint criterion*: the Oganov–Valle style radial fingerprint (pair distances broadened by
+Gaussians on a grid) compared by cosine distance, optionally after an energy pre-check.
+
+Both criteria are invariant to rotation, translation and permutation of atoms, and both are used
+before relaxation (on generated candidates) and after it (on the relaxed minima).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+#: Ga defaults of the paper's criterion: mean |Δd| of sorted pair distances (Å), mean |Δθ| of
+#: sorted nearest-neighbour angles (degrees), and the neighbour cut-off that defines the angles (Å)
+DISTANCE_TOL = 0.02
+ANGLE_TOL = 1.0
+NEIGHBOUR_CUTOFF = 3.1
+
+
+def sorted_pair_distances(atoms: Atoms) -> np.ndarray:
+    """All ``n(n−1)/2`` pair distances in Å, sorted."""
+    pos = atoms.get_positions()
+    iu = np.triu_indices(len(pos), k=1)
+    d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)[iu]
+    return np.sort(d)
+
+
+def sorted_neighbour_angles(atoms: Atoms, cutoff: float = NEIGHBOUR_CUTOFF) -> np.ndarray:
+    """All angles j–i–k (degrees) between neighbours j, k of every atom i within ``cutoff`` Å."""
+    pos = atoms.get_positions()
+    vec = pos[None, :, :] - pos[:, None, :]                     # vec[i, j] = r_j − r_i
+    d = np.linalg.norm(vec, axis=-1)
+    nb = (d < cutoff) & (d > 1e-8)
+    unit = np.where(nb[..., None], vec / np.maximum(d, 1e-12)[..., None], 0.0)
+    cos = np.einsum("ijx,ikx->ijk", unit, unit)                  # cos of angle j-i-k
+    mask = nb[:, :, None] & nb[:, None, :]
+    n = len(pos)
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)[None]
+    angles = np.degrees(np.arccos(np.clip(cos[mask & upper], -1.0, 1.0)))
+    return np.sort(angles)
+
+
+def same_by_distances_and_angles(a: Atoms, b: Atoms, distance_tol: float = DISTANCE_TOL,
+                                 angle_tol: float = ANGLE_TOL,
+                                 cutoff: float = NEIGHBOUR_CUTOFF) -> bool:
+    """The paper's test: sorted pair distances, then sorted nearest-neighbour angles."""
+    if len(a) != len(b) or sorted(a.numbers) != sorted(b.numbers):
+        return False
+    if len(a) < 2:
+        return True
+    if np.mean(np.abs(sorted_pair_distances(a) - sorted_pair_distances(b))) > distance_tol:
+        return False
+    if len(a) < 3:
+        return True
+    ta, tb = sorted_neighbour_angles(a, cutoff), sorted_neighbour_angles(b, cutoff)
+    if len(ta) != len(tb):
+        return False
+    return len(ta) == 0 or float(np.mean(np.abs(ta - tb))) <= angle_tol
+
+
+def radial_fingerprint(atoms: Atoms, r_max: float = 10.0, n_bins: int = 200,
+                       sigma: float = 0.05) -> np.ndarray:
+    """Pair-distance spectrum on ``[0, r_max]`` Å broadened by Gaussians of width ``sigma`` Å,
+    each pair weighted by ``1/r²`` (Oganov & Valle, J. Chem. Phys. 130, 104504, 2009), unit norm."""
+    d = sorted_pair_distances(atoms)
+    grid = np.linspace(0.0, r_max, n_bins)
+    fp = (np.exp(-0.5 * ((grid[None, :] - d[:, None]) / sigma) ** 2)
+          / np.maximum(d[:, None], 0.5) ** 2).sum(axis=0)
+    norm = np.linalg.norm(fp)
+    return fp / norm if norm > 0 else fp
+
+
+def same_by_fingerprint(a: Atoms, b: Atoms, tol: float = 2e-3) -> bool:
+    """Cosine distance of the radial fingerprints below ``tol``."""
+    if len(a) != len(b) or sorted(a.numbers) != sorted(b.numbers):
+        return False
+    return 1.0 - float(radial_fingerprint(a) @ radial_fingerprint(b)) < tol
+
+
+class DuplicateFilter:
+    """Keep a list of known isomers and tell whether a new structure is one of them.
+
+    Parameters
+    ----------
+    method:
+        ``"paper"`` (sorted distances, then angles) or ``"fingerprint"`` (radial fingerprint).
+    energy_tol:
+        When both structures carry an energy (``atoms.info["energy"]`` or a calculator result),
+        a pair whose energies differ by more than ``energy_tol`` eV is distinct without further
+        tests. ``None`` disables the energy pre-check (use it before relaxation).
+    """
+
+    def __init__(self, method: str = "paper", energy_tol: float | None = 0.02,
+                 distance_tol: float = DISTANCE_TOL, angle_tol: float = ANGLE_TOL,
+                 cutoff: float = NEIGHBOUR_CUTOFF, fingerprint_tol: float = 2e-3):
+        if method not in ("paper", "fingerprint"):
+            raise ValueError(f"unknown duplicate method {method!r}; use 'paper' or 'fingerprint'")
+        self.method = method
+        self.energy_tol = energy_tol
+        self.distance_tol, self.angle_tol, self.cutoff = distance_tol, angle_tol, cutoff
+        self.fingerprint_tol = fingerprint_tol
+        self.known: list[Atoms] = []
+        self._signatures: list[tuple] = []
+
+    def _signature(self, atoms: Atoms) -> tuple:
+        energy = _energy_of(atoms)
+        key = (len(atoms), tuple(sorted(atoms.numbers.tolist())))
+        if self.method == "paper":
+            return key, energy, sorted_pair_distances(atoms), sorted_neighbour_angles(atoms,
+                                                                                      self.cutoff)
+        return key, energy, radial_fingerprint(atoms), None
+
+    def _same(self, s: tuple, t: tuple) -> bool:
+        if s[0] != t[0]:
+            return False
+        if self.energy_tol is not None and s[1] is not None and t[1] is not None \
+                and abs(s[1] - t[1]) > self.energy_tol:
+            return False
+        if self.method == "fingerprint":
+            return 1.0 - float(s[2] @ t[2]) < self.fingerprint_tol
+        if len(s[2]) and np.mean(np.abs(s[2] - t[2])) > self.distance_tol:
+            return False
+        if len(s[3]) != len(t[3]):
+            return False
+        return len(s[3]) == 0 or float(np.mean(np.abs(s[3] - t[3]))) <= self.angle_tol
+
+    def index_of(self, atoms: Atoms) -> int | None:
+        """Index of the known isomer equal to ``atoms``, or ``None``."""
+        sig = self._signature(atoms)
+        for i, known in enumerate(self._signatures):
+            if self._same(sig, known):
+                return i
+        return None
+
+    def add(self, atoms: Atoms) -> bool:
+        """Add ``atoms`` if new; returns True when it was new."""
+        sig = self._signature(atoms)
+        for known in self._signatures:
+            if self._same(sig, known):
+                return False
+        self.known.append(atoms)
+        self._signatures.append(sig)
+        return True
+
+
+def unique_indices(images: Sequence[Atoms], method: str = "paper",
+                   energy_tol: float | None = 0.02, **kwargs) -> list[int]:
+    """Indices of the first occurrence of every distinct isomer in ``images`` (order kept)."""
+    filt = DuplicateFilter(method=method, energy_tol=energy_tol, **kwargs)
+    return [i for i, atoms in enumerate(images) if filt.add(atoms)]
+
+
+def unique(images: Iterable[Atoms], method: str = "paper", energy_tol: float | None = 0.02,
+           **kwargs) -> list[Atoms]:
+    """The distinct isomers of ``images`` (first occurrence of each, order kept)."""
+    images = list(images)
+    return [images[i] for i in unique_indices(images, method, energy_tol, **kwargs)]
+
+
+def count_within(images: Sequence[Atoms], window: float, reference: float | None = None,
+                 method: str = "paper", **kwargs) -> int:
+    """Number of distinct isomers whose energy lies within ``window`` eV of ``reference`` (the
+    lowest energy among ``images`` when ``None``) — the paper's Table 1 statistic."""
+    energies = np.array([_energy_of(a) for a in images], dtype=float)
+    if len(images) == 0:
+        return 0
+    ref = float(np.nanmin(energies)) if reference is None else reference
+    low = [a for a, e in zip(images, energies) if e <= ref + window]
+    return len(unique(sorted(low, key=_energy_of), method=method, **kwargs))
+
+
+def _energy_of(atoms: Atoms) -> float | None:
+    if "energy" in atoms.info:
+        return float(atoms.info["energy"])
+    calc = atoms.calc
+    if calc is not None and getattr(calc, "results", None) and "energy" in calc.results:
+        try:
+            return float(atoms.get_potential_energy())
+        except Exception:
+            return None
+    return None

@@ -1,0 +1,1 @@
+"""Structure identity: molecules by bond graph, crystals by symmetry and descriptor distance."""

@@ -1,0 +1,169 @@
+"""Molecule identity by bond graph, and the 14 constitutional isomers of C5H12O.
+
+Two atoms are bonded when their distance is below ``scale`` × the sum of their covalent radii
+(``ase.data.covalent_radii``; ``scale=1.2`` by default). Two molecules are the same when their
+bond graphs are isomorphic with element labels (``networkx``). This identifies *constitutional*
+isomers (connectivity), not conformers or stereo-isomers.
+
+>>> from ase.build import molecule
+>>> same_molecule(molecule("CH3CH2OH"), molecule("CH3OCH3"))
+False
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Sequence
+
+import networkx as nx
+import numpy as np
+from ase import Atoms
+from ase.data import covalent_radii
+from networkx.algorithms.isomorphism import categorical_node_match
+
+#: usual valences used to call a bond graph chemically valid (saturated, neutral, no radicals)
+VALENCE = {"H": 1, "C": 4, "N": 3, "O": 2, "F": 1, "Si": 4, "S": 2, "Cl": 1}
+
+
+def bond_graph(atoms: Atoms, scale: float = 1.2) -> nx.Graph:
+    """The bond graph of ``atoms``: nodes are atom indices with attribute ``symbol``.
+
+    Atoms ``i`` and ``j`` are bonded when ``d_ij < scale * (r_i + r_j)`` with ASE covalent radii;
+    periodic structures use the minimum-image distance.
+    """
+    n = len(atoms)
+    graph = nx.Graph()
+    symbols = atoms.get_chemical_symbols()
+    for i, s in enumerate(symbols):
+        graph.add_node(i, symbol=s)
+    if n < 2:
+        return graph
+    d = atoms.get_all_distances(mic=bool(np.any(atoms.pbc)))
+    radii = covalent_radii[atoms.numbers]
+    cutoff = scale * (radii[:, None] + radii[None, :])
+    i_idx, j_idx = np.nonzero(np.triu(d < cutoff, k=1))
+    graph.add_edges_from(zip(i_idx.tolist(), j_idx.tolist()))
+    return graph
+
+
+def is_valid_molecule(atoms_or_graph: Atoms | nx.Graph, valence: dict[str, int] | None = None,
+                      scale: float = 1.2) -> bool:
+    """True when the bond graph is one connected piece and every atom has its usual valence."""
+    graph = (atoms_or_graph if isinstance(atoms_or_graph, nx.Graph)
+             else bond_graph(atoms_or_graph, scale))
+    valence = VALENCE if valence is None else valence
+    if graph.number_of_nodes() == 0 or not nx.is_connected(graph):
+        return False
+    for node, data in graph.nodes(data=True):
+        expected = valence.get(data["symbol"])
+        if expected is not None and graph.degree[node] != expected:
+            return False
+    return True
+
+
+def _match(g1: nx.Graph, g2: nx.Graph) -> bool:
+    return nx.is_isomorphic(g1, g2, node_match=categorical_node_match("symbol", None))
+
+
+def same_molecule(a: Atoms, b: Atoms, scale: float = 1.2) -> bool:
+    """True when ``a`` and ``b`` have isomorphic bond graphs (same elements, same connectivity)."""
+    if sorted(a.get_chemical_symbols()) != sorted(b.get_chemical_symbols()):
+        return False
+    return _match(bond_graph(a, scale), bond_graph(b, scale))
+
+
+def graph_hash(graph: nx.Graph) -> str:
+    """Weisfeiler-Lehman hash with element labels: equal for isomorphic graphs (a fast pre-check)."""
+    return nx.weisfeiler_lehman_graph_hash(graph, node_attr="symbol")
+
+
+def unique_molecules(images: Iterable[Atoms], scale: float = 1.2,
+                     valid_only: bool = False) -> list[list[int]]:
+    """Group ``images`` by molecule identity; returns lists of indices, one list per molecule.
+
+    ``valid_only=True`` leaves out structures that are not one valence-saturated molecule.
+    """
+    groups: list[tuple[str, nx.Graph, list[int]]] = []
+    for index, atoms in enumerate(images):
+        graph = bond_graph(atoms, scale)
+        if valid_only and not is_valid_molecule(graph):
+            continue
+        key = graph_hash(graph)
+        for gkey, gref, members in groups:
+            if gkey == key and _match(graph, gref):
+                members.append(index)
+                break
+        else:
+            groups.append((key, graph, [index]))
+    return [members for _, _, members in groups]
+
+
+# --------------------------------------------------------------------------------------------
+# C5H12O: 8 alcohols and 6 ethers, as heavy-atom skeletons (carbons 0..4 and one oxygen "O")
+# --------------------------------------------------------------------------------------------
+C5H12O_ISOMERS: dict[str, dict] = {
+    # alcohols
+    "pentan-1-ol": {"kind": "alcohol", "bonds": [(0, 1), (1, 2), (2, 3), (3, 4), (0, "O")]},
+    "pentan-2-ol": {"kind": "alcohol", "bonds": [(0, 1), (1, 2), (2, 3), (3, 4), (1, "O")]},
+    "pentan-3-ol": {"kind": "alcohol", "bonds": [(0, 1), (1, 2), (2, 3), (3, 4), (2, "O")]},
+    "2-methylbutan-1-ol": {"kind": "alcohol", "bonds": [(0, 1), (1, 2), (2, 3), (1, 4), (0, "O")]},
+    "3-methylbutan-1-ol": {"kind": "alcohol", "bonds": [(0, 1), (1, 2), (2, 3), (2, 4), (0, "O")]},
+    "2-methylbutan-2-ol": {"kind": "alcohol", "bonds": [(0, 1), (1, 2), (2, 3), (1, 4), (1, "O")]},
+    "3-methylbutan-2-ol": {"kind": "alcohol", "bonds": [(0, 1), (1, 2), (2, 3), (2, 4), (1, "O")]},
+    "2,2-dimethylpropan-1-ol": {"kind": "alcohol",
+                                "bonds": [(0, 1), (1, 2), (1, 3), (1, 4), (0, "O")]},
+    # ethers
+    "1-methoxybutane": {"kind": "ether", "bonds": [(0, "O"), ("O", 1), (1, 2), (2, 3), (3, 4)]},
+    "2-methoxybutane": {"kind": "ether", "bonds": [(0, "O"), ("O", 1), (1, 2), (2, 3), (1, 4)]},
+    "1-methoxy-2-methylpropane": {"kind": "ether",
+                                  "bonds": [(0, "O"), ("O", 1), (1, 2), (2, 3), (2, 4)]},
+    "2-methoxy-2-methylpropane": {"kind": "ether",
+                                  "bonds": [(0, "O"), ("O", 1), (1, 2), (1, 3), (1, 4)]},
+    "1-ethoxypropane": {"kind": "ether", "bonds": [(0, 1), (1, "O"), ("O", 2), (2, 3), (3, 4)]},
+    "2-ethoxypropane": {"kind": "ether", "bonds": [(0, 1), (1, "O"), ("O", 2), (2, 3), (2, 4)]},
+}
+
+
+def _skeleton(bonds: Sequence[tuple]) -> nx.Graph:
+    graph = nx.Graph()
+    for a, b in bonds:
+        for node in (a, b):
+            graph.add_node(node, symbol="O" if node == "O" else "C")
+        graph.add_edge(a, b)
+    return graph
+
+
+_C5H12O_SKELETONS = {name: _skeleton(spec["bonds"]) for name, spec in C5H12O_ISOMERS.items()}
+
+
+def heavy_atom_graph(graph: nx.Graph) -> nx.Graph:
+    """The subgraph of the non-hydrogen atoms."""
+    return graph.subgraph([n for n, d in graph.nodes(data=True) if d["symbol"] != "H"]).copy()
+
+
+def classify_c5h12o(atoms: Atoms, scale: float = 1.2) -> str | None:
+    """Name of the C5H12O constitutional isomer of ``atoms``, or None.
+
+    None when the formula is not C5H12O, or the bond graph is not one molecule with every C
+    four-bonded, O two-bonded and H one-bonded (a fragment, a radical pair, a ring with a
+    dangling H, ...). With valid valences the heavy-atom skeleton fixes the isomer.
+    """
+    if Counter(atoms.get_chemical_symbols()) != Counter({"C": 5, "H": 12, "O": 1}):
+        return None
+    graph = bond_graph(atoms, scale)
+    if not is_valid_molecule(graph):
+        return None
+    skeleton = heavy_atom_graph(graph)
+    for name, ref in _C5H12O_SKELETONS.items():
+        if _match(skeleton, ref):
+            return name
+    return None  # unreachable for a valid saturated acyclic C5H12O, kept for safety
+
+
+def count_c5h12o_isomers(images: Iterable[Atoms], scale: float = 1.2) -> dict[str, int]:
+    """How many of ``images`` are each C5H12O isomer (only the isomers found appear)."""
+    counts: Counter = Counter()
+    for atoms in images:
+        name = classify_c5h12o(atoms, scale)
+        if name is not None:
+            counts[name] += 1
+    return dict(counts)
