@@ -121,8 +121,9 @@ class ACSFInverter:
     hop_size:
         standard deviation (Å) of the random displacement of a hop.
     tol:
-        stop early once every initialisation's loss is below ``tol`` (and stop a stage once the
-        best loss is below it).
+        relative tolerance: the search stops once the best loss is below ``tol`` times the mean
+        magnitude of the target fingerprint (the loss relative to that magnitude is reported as
+        ``info["relative_loss"]``).
     loss_threshold:
         a reconstruction whose loss exceeds it is flagged ``info["valid"] = False``.
     feature_weights:
@@ -141,7 +142,7 @@ class ACSFInverter:
 
     def __init__(self, descriptor, n_init: int = 10, n_hops: int = 5, steps: int = 300,
                  lr: float = 0.05, pooling: Sequence[str] | None = None, hop_size: float = 0.5,
-                 tol: float = 1e-5, loss_threshold: float | None = None,
+                 tol: float = 1e-4, loss_threshold: float | None = None,
                  feature_weights=None, assign_every: int = 20, packing: float = 1.45,
                  device: str | torch.device = "auto", dtype: torch.dtype = torch.float64,
                  random_state=None, verbose: bool = False):
@@ -234,6 +235,8 @@ class ACSFInverter:
         pbc_arg = (np.asarray(pbc, dtype=bool) if np.ndim(pbc) else bool(pbc)) if periodic else False
 
         weights = self._weights(target)
+        scale = float(target.abs().mean()) or 1.0
+        tol_abs = self.tol * scale
         species_groups = [np.nonzero(numbers == z)[0] for z in np.unique(numbers)]
 
         # initial positions
@@ -282,7 +285,8 @@ class ACSFInverter:
                 if improved.any():
                     stage_best[improved] = lv[improved]
                     stage_pos[improved] = pos.detach().cpu().numpy()[improved]
-                if np.all(stage_best < self.tol):
+                if np.all(stage_best < tol_abs) or (stage_best.min() < tol_abs
+                                                    and step >= self.steps // 4):
                     break
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
@@ -298,13 +302,12 @@ class ACSFInverter:
             if self.verbose:
                 print(f"stage {stage}: best {best_loss.min():.3e} "
                       f"({time.perf_counter() - t0:.1f} s)")
-            if np.all(best_loss < self.tol) or (stage > 0 and best_loss.min() < self.tol
-                                                  and stage >= 1):
+            if best_loss.min() < tol_abs:
                 break
 
         order = np.argsort(best_loss)
         structures = [self._to_atoms(best_pos[b], numbers, cell_np, pbc if periodic else False,
-                                     best_loss[b]) for b in order]
+                                     best_loss[b], scale) for b in order]
         best = structures[0]
         best.info["seconds"] = time.perf_counter() - t0
         best.info["loss_history"] = history
@@ -353,13 +356,14 @@ class ACSFInverter:
                 perm[b, idx[rows]] = idx[cols]
         return perm
 
-    def _to_atoms(self, pos, numbers, cell, pbc, loss) -> Atoms:
+    def _to_atoms(self, pos, numbers, cell, pbc, loss, scale) -> Atoms:
         if cell is not None and np.any(pbc):
             atoms = Atoms(numbers=numbers, positions=pos, cell=cell, pbc=pbc)
             atoms.wrap()
         else:
             atoms = Atoms(numbers=numbers, positions=pos - pos.mean(axis=0))
         atoms.info["reconstruction_loss"] = float(loss)
+        atoms.info["relative_loss"] = float(loss / scale)
         if self.loss_threshold is not None:
             atoms.info["valid"] = bool(loss <= self.loss_threshold)
         return atoms

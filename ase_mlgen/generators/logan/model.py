@@ -416,7 +416,7 @@ class LoGAN:
                 for _ in range(n_pen):
                     gp_sum += self._penalty_step(pools, fakes[k:k + B], gen, opt_c)
                     k += B
-            acc["generator_loss"] += float(g_loss)
+            acc["generator_loss"] += float(g_loss.detach())
             acc["wasserstein"] += w_sum / max(n_crit, 1)
             acc["penalty"] += gp_sum / max(n_pen, 1)
             n_acc += 1
@@ -455,7 +455,7 @@ class LoGAN:
         opt.zero_grad(set_to_none=True)
         (self.params["penalty_weight"] * gp).backward()
         opt.step()
-        return float(gp)
+        return float(gp.detach())
 
     def wasserstein_estimate(self, images: Sequence[Atoms], n: int = 500,
                              seed: int = 0) -> float:
@@ -478,13 +478,18 @@ class LoGAN:
         if not self.is_fitted:
             raise RuntimeError("this LoGAN is not fitted; call fit() or load() first")
 
-    def generate_positions(self, n: int, random_state: int | None = None,
+    def generate_positions(self, n: int, random_state: int | np.random.Generator | None = None,
                            batch: int = 100_000) -> np.ndarray:
         """Cartesian positions ``(n, N, 3)`` of ``n`` generated structures (no Atoms objects)."""
         self._check_fitted()
         if n < 0:
             raise ValueError("n must be non-negative")
-        seed = random_state if random_state is not None else np.random.SeedSequence().entropy % 2**63
+        if isinstance(random_state, np.random.Generator):
+            seed = int(random_state.integers(2**62))
+        elif random_state is None:
+            seed = np.random.SeedSequence().entropy % 2**62
+        else:
+            seed = int(random_state)
         gen = torch.Generator().manual_seed(int(seed))
         out = []
         self.generator.eval()
@@ -496,7 +501,8 @@ class LoGAN:
         self.generator.train()
         return np.concatenate(out) if out else np.zeros((0, len(self.numbers), 3))
 
-    def generate(self, n: int, random_state: int | None = None) -> list[Atoms]:
+    def generate(self, n: int, random_state: int | np.random.Generator | None = None
+                 ) -> list[Atoms]:
         """``n`` new structures as ``Atoms`` (``info["generator"] = "logan"``). Crystals are
         periodic in the target cell with positions wrapped into it; molecules/clusters lie in the
         box (``pbc=False``, the box as their cell)."""

@@ -131,7 +131,7 @@ class MeGenPolicy(nn.Module):
     """
 
     def __init__(self, species: Sequence[str] = ("Ga",), bond_length: float = 2.7,
-                 cutoff: float = 6.0, lmax: int = 3, n_scalars: int = 32, n_vectors: int = 8,
+                 cutoff: float = 5.0, lmax: int = 3, n_scalars: int = 16, n_vectors: int = 4,
                  n_layers: int = 2, n_radial: int = 10, n_mixtures: int = 4,
                  n_directions: int = 2048, focal: str = "random", max_atoms: int = 64):
         super().__init__()

@@ -1,0 +1,220 @@
+"""DART as an ASE calculator: ``atoms.calc = DART.load("model.pt")``.
+
+Properties: ``energy`` (eV), ``energies`` (per atom, eV) and — only for a model trained on the
+smooth TAD (``width > 0``) — ``forces`` (eV/Å, by autograd). The paper's integer TAD is a step
+function of the positions, so its energy has no forces; asking for them raises
+:class:`~ase.calculators.calculator.PropertyNotImplementedError` saying so.
+
+Training (:meth:`DART.train`) runs through :mod:`ase_mlgen.jobs`, in the foreground or in a
+detached background process; :meth:`DART.predict` scores many clusters in batches.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from ase_mlgen.nn.dart import DARTNet
+from ase_mlgen.nn.training import (EnergyTrainer, model_file, model_from_file, pad_positions,
+                                   predict_features)
+from ase_mlgen.utils.validate import check_atoms
+
+NO_FORCES = ("this DART model was trained on the paper's integer TAD (width=0): its energy is a "
+             "step function of the positions and has no forces. Train with a smooth TAD, e.g. "
+             "DART.train(images, width=0.1), to get forces")
+
+
+class DART(Calculator):
+    """DART energy model (Modee et al., PCCP 23, 21995, 2021) behind the ASE calculator interface.
+
+    Parameters
+    ----------
+    model:
+        A trained :class:`~ase_mlgen.nn.dart.DARTNet`, or None for an untrained default network.
+    species:
+        Elements the model was trained on; structures with other elements are refused.
+    device:
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    batch_size:
+        Structures per batch in :meth:`predict`.
+    **hyper:
+        :class:`~ase_mlgen.nn.dart.DARTNet` arguments when ``model`` is None (``shells``,
+        ``width``, ``embedding_dims``, ``interaction_dims``, ``activation``).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces"]
+    nolabel = True
+
+    def __init__(self, model: DARTNet | None = None, species: Sequence[str] = ("Ga",),
+                 device: str = "cpu", batch_size: int = 2048, info: dict | None = None,
+                 **hyper):
+        from ase_mlgen.utils.device import resolve_device
+
+        calc_kwargs = {k: hyper.pop(k) for k in ("label", "atoms", "directory") if k in hyper}
+        super().__init__(**calc_kwargs)
+        self.model = model if model is not None else DARTNet(**hyper)
+        self.species = [str(s) for s in species]
+        self.device = resolve_device(device)
+        self.model.to(self.device).eval()
+        self.batch_size = int(batch_size)
+        self.info = dict(info or {})
+
+    # -- ASE interface ------------------------------------------------------------------------
+    @property
+    def smooth(self) -> bool:
+        return self.model.tad.width > 0
+
+    def _check(self, atoms: Atoms, what: str = "structure") -> None:
+        check_atoms(atoms, species=self.species, what=what)
+        if atoms.pbc.any():
+            raise ValueError(f"{what} is periodic; DART models isolated clusters (pbc=False)")
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if "forces" in properties and not self.smooth:
+            raise PropertyNotImplementedError(NO_FORCES)
+        super().calculate(atoms, properties, system_changes)
+        self._check(self.atoms)
+        dtype = self.model.tad_scale.dtype
+        pos = torch.as_tensor(self.atoms.positions, dtype=dtype, device=self.device)[None]
+        want_forces = "forces" in properties and self.smooth
+        if want_forces:
+            pos.requires_grad_(True)
+            energies = self.model(pos)[0]
+            energy = energies.sum()
+            (grad,) = torch.autograd.grad(energy, pos)
+            self.results["forces"] = -grad[0].detach().cpu().double().numpy()
+        else:
+            with torch.inference_mode():
+                energies = self.model(pos)[0]
+        energies = energies.detach().cpu().double().numpy()
+        self.results["energies"] = energies
+        self.results["energy"] = self.results["free_energy"] = float(energies.sum())
+
+    # -- batched scoring ----------------------------------------------------------------------
+    def predict(self, images: Sequence[Atoms], per_atom: bool = False) -> np.ndarray:
+        """Energies (eV) of many clusters, batched; ``per_atom=True`` divides by the atom count.
+
+        Clusters of one size are batched together (no padding); any mix of sizes works.
+        """
+        images = list(images)
+        if not images:
+            return np.zeros(0)
+        out = np.zeros(len(images))
+        sizes: dict[int, list[int]] = {}
+        for k, atoms in enumerate(images):
+            if not isinstance(atoms, Atoms):
+                raise TypeError(f"image {k} must be an ase.Atoms object")
+            self._check(atoms, what=f"image {k}")
+            sizes.setdefault(len(atoms), []).append(k)
+        dtype = self.model.tad_scale.dtype
+        with torch.inference_mode():
+            for n, idx in sizes.items():
+                pos = torch.as_tensor(np.stack([images[k].positions for k in idx]), dtype=dtype)
+                for start in range(0, len(idx), self.batch_size):
+                    chunk = pos[start:start + self.batch_size].to(self.device)
+                    e = self.model(chunk).sum(-1).double().cpu().numpy()
+                    out[idx[start:start + self.batch_size]] = e
+        if per_atom:
+            out /= np.array([len(a) for a in images])
+        return out
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model file atomically (species, shells, width, hyper-parameters, energy
+        reference, weights, format version)."""
+        from ase_mlgen.utils.io import atomic_torch_save
+
+        data = model_file(self.model.cpu(), self.species, self.info)
+        data["shells"] = list(self.model.tad.shells)
+        data["width"] = self.model.tad.width
+        self.model.to(self.device)
+        return atomic_torch_save(data, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu", **kwargs) -> "DART":
+        """Read a file written by :meth:`save` (or a training run's ``model.pt`` or checkpoint)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"DART model file {path} not found")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ValueError(f"{path} is not a DART model file (torch could not read it: "
+                             f"{exc})") from None
+        model, data = model_from_file(data, expect_kind="dart", path=str(path))
+        return cls(model, species=data["species"], device=device, info=data.get("info"),
+                   **kwargs)
+
+    # -- training -----------------------------------------------------------------------------
+    @classmethod
+    def train(cls, images: Sequence[Atoms], validation: Sequence[Atoms] | float | None = 0.1,
+              device: str = "auto", background: bool = False, run_dir=None,
+              resume: bool = False, **hyper):
+        """Train DART on labelled clusters (teacher energies attached to ``images``).
+
+        ``validation``: labelled clusters, or a fraction of ``images`` split off at random, or
+        None. ``hyper``: :class:`~ase_mlgen.nn.dart.DARTNet` arguments (``shells``, ``width``,
+        ``embedding_dims``, ``interaction_dims``, ``activation``) and
+        :class:`~ase_mlgen.nn.training.EnergyTrainer` arguments (``lr``, ``betas``,
+        ``batch_size``, ``lr_factor``, ``patience``, ``lr_eps``, ``min_lr``, ``max_epochs``,
+        ``seed``). The run (log, checkpoints, loss curve, ``model.pt``) goes to ``run_dir``
+        (a new temporary directory when None).
+
+        Returns the trained :class:`DART`, or with ``background=True`` a
+        :class:`~ase_mlgen.jobs.Job` at once (``job.status()``, ``job.wait()``, ``job.result()``).
+        """
+        import inspect
+        import tempfile
+
+        from ase.io import write
+
+        from ase_mlgen.jobs import submit
+
+        model_keys = set(inspect.signature(DARTNet).parameters)
+        trainer_keys = set(inspect.signature(EnergyTrainer).parameters) - {"device", "dtype"}
+        unknown = set(hyper) - model_keys - trainer_keys
+        if unknown:
+            raise TypeError(f"unknown DART.train argument(s) {sorted(unknown)}; model: "
+                            f"{sorted(model_keys)}; trainer: {sorted(trainer_keys)}")
+        images = list(images)
+        if not images:
+            raise ValueError("DART.train needs at least one labelled structure")
+        if run_dir is None:
+            run_dir = tempfile.mkdtemp(prefix="dart_run_")
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        data_path = run_dir / "train.traj"
+        if not (resume and data_path.exists()):
+            for k, atoms in enumerate(images):
+                if atoms.calc is None:
+                    raise ValueError(f"image {k} has no energy attached; label it with the "
+                                     "teacher first")
+            write(str(data_path), images)
+        config = {"kind": "dart", "data": str(data_path),
+                  "hyper": {k: v for k, v in hyper.items() if k in model_keys},
+                  "trainer": {**{k: v for k, v in hyper.items() if k in trainer_keys},
+                              "device": device}}
+        if isinstance(validation, (int, float)) and not isinstance(validation, bool):
+            config["validation_fraction"] = float(validation)
+        elif validation is None:
+            config["validation_fraction"] = 0.0
+        else:
+            val_path = run_dir / "validation.traj"
+            if not (resume and val_path.exists()):
+                write(str(val_path), list(validation))
+            config["validation"] = str(val_path)
+        job = submit("ase_mlgen.nn.training:train_task", config, run_dir, background=background,
+                     resume=resume, loader="ase_mlgen.calculators.dart:load_run")
+        return job if background else job.result()
+
+
+def load_run(run_dir) -> DART:
+    """Loader of a finished training run (used by :meth:`ase_mlgen.jobs.Job.result`)."""
+    return DART.load(Path(run_dir) / "model.pt")

@@ -1,0 +1,278 @@
+"""Atom-centred symmetry functions (Behler–Parrinello) in torch, with DScribe's layout.
+
+Behler, J. Chem. Phys. 134, 074106 (2011). Same constructor arguments, definitions and feature
+order as ``dscribe.descriptors.ACSF`` (checked to 1e-6 relative in the tests), but batched over
+structures and differentiable with respect to positions and cell.
+
+Definitions (``r_ij`` in Å, ``fc(r) = 0.5 (cos(pi r / r_cut) + 1)`` for ``r < r_cut``, else 0; sums
+over neighbours ``j`` of element ``A`` and, for the three-body terms, over *unordered* pairs
+``{j, k}`` of neighbours with elements ``{A, B}``; ``theta_ijk`` is the angle at ``i``):
+
+* G1 = sum_j fc(r_ij)
+* G2 = sum_j exp(-eta (r_ij - R_s)^2) fc(r_ij)                                   (eta, R_s)
+* G3 = sum_j cos(kappa r_ij) fc(r_ij)                                            (kappa)
+* G4 = 2^(1-zeta) sum_{j<k} (1 + lambda cos theta_ijk)^zeta
+       exp(-eta (r_ij^2 + r_ik^2 + r_jk^2)) fc(r_ij) fc(r_ik) fc(r_jk)            (eta, zeta, lambda)
+* G5 = 2^(1-zeta) sum_{j<k} (1 + lambda cos theta_ijk)^zeta
+       exp(-eta (r_ij^2 + r_ik^2)) fc(r_ij) fc(r_ik)                             (eta, zeta, lambda)
+
+Layout of one atom's vector (species ordered by atomic number, as DScribe does):
+``[for A in species: G1_A, G2_A(params in given order), G3_A(params)]`` followed by
+``[for each unordered element pair (A, B): G4_AB(params), G5_AB(params)]``, the pairs ordered
+(0,0), (1,0), (1,1), (2,0), (2,1), (2,2), ... (index ``a (a + 1) / 2 + b`` for ``a >= b``). The
+parameter lists are used in exactly the order given. ``g1=False`` (not a DScribe option) drops
+the G1 entries, which gives the 190-value-per-atom layout of the Pt10 ACSF-inversion data.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from ase_mlgen.descriptors.base import LocalDescriptor, pool
+from ase_mlgen.descriptors.neighbours import Neighbours
+
+
+def _as_params(value, width: int, name: str) -> np.ndarray:
+    if value is None:
+        return np.zeros((0, width))
+    arr = np.asarray(value, dtype=np.float64)
+    if width == 1:
+        if arr.ndim != 1:
+            raise ValueError(f"{name} should be a vector of kappa values")
+        return arr[:, None]
+    if arr.size == 0:
+        return np.zeros((0, width))
+    if arr.ndim != 2 or arr.shape[1] != width:
+        cols = "(eta, Rs)" if width == 2 else "(eta, zeta, lambda)"
+        raise ValueError(f"{name} should be a matrix with {width} columns {cols}, got shape "
+                         f"{arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if (arr[:, 0] < 0).any():
+        raise ValueError(f"{name}: eta must be >= 0")
+    return arr
+
+
+class ACSF(LocalDescriptor):
+    """Behler–Parrinello atom-centred symmetry functions, batched and differentiable.
+
+    Parameters
+    ----------
+    species : list of chemical symbols or atomic numbers that may occur.
+    r_cut : cutoff radius in Å (cosine cutoff).
+    g2_params : rows ``(eta [1/Å²], R_s [Å])``.
+    g3_params : values ``kappa [1/Å]``.
+    g4_params, g5_params : rows ``(eta [1/Å²], zeta, lambda)``.
+    g1 : include G1 (DScribe always does; False gives the Pt10 ACSF-inversion layout).
+    dtype, device : torch dtype (float64 by default) and device of the computation.
+
+    See the module docstring for definitions and the feature layout (identical to
+    ``dscribe.descriptors.ACSF(r_cut, g2_params, g3_params, g4_params, g5_params, species)``).
+    """
+
+    def __init__(self, species, r_cut: float, g2_params=None, g3_params=None, g4_params=None,
+                 g5_params=None, *, g1: bool = True, dtype: torch.dtype = torch.float64,
+                 device="cpu"):
+        super().__init__(species, r_cut, dtype=dtype, device=device)
+        self.g1 = bool(g1)
+        self.g2_params = _as_params(g2_params, 2, "g2_params")
+        self.g3_params = _as_params(g3_params, 1, "g3_params")[:, 0]
+        self.g4_params = _as_params(g4_params, 3, "g4_params")
+        self.g5_params = _as_params(g5_params, 3, "g5_params")
+        s = self.n_species
+        self.n_pair_types = s * (s + 1) // 2
+        self.n_radial = int(self.g1) + len(self.g2_params) + len(self.g3_params)
+        self.n_angular = len(self.g4_params) + len(self.g5_params)
+        self.n_features = self.n_radial * s + self.n_angular * self.n_pair_types
+
+        # three-body bookkeeping: unique etas (separable radial weights) and unique (lambda, zeta)
+        three = np.concatenate([self.g4_params, self.g5_params])
+        self._etas = np.unique(three[:, 0]) if len(three) else np.zeros(0)
+        self._angles5, self._ang5_idx = self._unique_angles(self.g5_params)
+        self._angles4, self._ang4_idx = self._unique_angles(self.g4_params)
+        self._eta5_idx = np.searchsorted(self._etas, self.g5_params[:, 0])
+        self._eta4_idx = np.searchsorted(self._etas, self.g4_params[:, 0])
+
+    @staticmethod
+    def _unique_angles(params: np.ndarray):
+        if len(params) == 0:
+            return np.zeros((0, 2)), np.zeros(0, np.int64)
+        lz = params[:, [2, 1]]  # (lambda, zeta)
+        uniq, inv = np.unique(lz, axis=0, return_inverse=True)
+        return uniq, inv.reshape(-1)
+
+    def __repr__(self) -> str:
+        return (f"ACSF(species={self.species}, r_cut={self.r_cut}, n_g2={len(self.g2_params)}, "
+                f"n_g3={len(self.g3_params)}, n_g4={len(self.g4_params)}, "
+                f"n_g5={len(self.g5_params)}, g1={self.g1})")
+
+    def todict(self) -> dict:
+        return {"species": self.species, "r_cut": self.r_cut,
+                "g2_params": self.g2_params.tolist(), "g3_params": self.g3_params.tolist(),
+                "g4_params": self.g4_params.tolist(), "g5_params": self.g5_params.tolist(),
+                "g1": self.g1}
+
+    # -- implementation ---------------------------------------------------------------------
+    def _work_per_structure(self, n_atoms: int, n_slots: int) -> int:
+        m = max(n_slots, 1)
+        two = n_atoms * m * max(self.n_radial, 1)
+        three = 0
+        if self.n_angular:
+            n_pairs = m * (m - 1) // 2
+            width = max(len(self._angles5) * len(self._etas) * self.n_pair_types,
+                        2 * len(self.g4_params) * self.n_pair_types, len(self._angles5) + 4)
+            three = n_atoms * n_pairs * width
+        return max(two, three, 1)
+
+    def _angular(self, cos: torch.Tensor, angles: np.ndarray) -> torch.Tensor:
+        """``2^(1-zeta) (1 + lambda cos)^zeta`` for every (lambda, zeta) row, stacked on dim 1.
+
+        Integer ``zeta`` uses repeated squaring (exact, cheap, well-defined gradients).
+        """
+        out = []
+        cache: dict = {}
+        for lam, zeta in angles:
+            base = cache.get(lam)
+            if base is None:
+                base = cache[lam] = 0.5 * (1.0 + lam * cos)
+            if float(zeta).is_integer() and 0 < zeta <= 4096:
+                out.append(_int_power(base, int(zeta), cache, lam))
+            else:
+                out.append(base.clamp_min(0.0) ** float(zeta))
+        return 2.0 * torch.stack(out, dim=1)
+
+    def _features(self, nb: Neighbours, centre: torch.Tensor) -> torch.Tensor:
+        r, mask = nb.distances, nb.mask
+        b, n, m = r.shape
+        s = self.n_species
+        dt, dev = r.dtype, r.device
+        bn = b * n
+        inplace = not (torch.is_grad_enabled() and r.requires_grad)
+        fc = torch.where(mask, 0.5 * (torch.cos(r * (np.pi / self.r_cut)) + 1.0),
+                         torch.zeros((), dtype=dt, device=dev)).reshape(bn, m)
+        spec = centre[nb.index].reshape(bn, m) if s > 1 else None
+
+        blocks = []
+        # ---- two-body: G1, G2, G3 summed over neighbours of each element
+        cols = []
+        rr = r.reshape(bn, m, 1)
+        if self.g1:
+            cols.append(torch.ones_like(rr))
+        if len(self.g2_params):
+            eta = torch.as_tensor(self.g2_params[:, 0], dtype=dt, device=dev)
+            rs = torch.as_tensor(self.g2_params[:, 1], dtype=dt, device=dev)
+            d = rr - rs
+            if inplace:
+                cols.append(d.mul_(d).mul_(-eta).exp_())
+            else:
+                cols.append(torch.exp(-eta * d * d))
+        if len(self.g3_params):
+            kappa = torch.as_tensor(self.g3_params, dtype=dt, device=dev)
+            cols.append(torch.cos(rr * kappa))
+        if cols:
+            t = cols[0] if len(cols) == 1 else torch.cat(cols, dim=-1)  # (BN, M, K)
+            if s == 1:
+                t = t.mul_(fc[..., None]) if inplace else t * fc[..., None]
+                two = t.sum(dim=1)
+            else:
+                onehot = torch.nn.functional.one_hot(spec, s).to(dt) * fc[..., None]
+                two = torch.einsum("bms,bmk->bsk", onehot, t)
+            blocks.append(two.reshape(b, n, s * self.n_radial))
+
+        # ---- three-body: G4, G5 per unordered neighbour-element pair
+        if self.n_angular:
+            if m < 2:
+                blocks.append(r.new_zeros(b, n, self.n_angular * self.n_pair_types))
+            else:
+                blocks.append(self._three_body(nb, fc, spec).reshape(
+                    b, n, self.n_pair_types * self.n_angular))
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-1)
+
+    def _three_body(self, nb: Neighbours, fc: torch.Tensor, spec) -> torch.Tensor:
+        """G4/G5 block ``(BN, T, n_g4 + n_g5)``: sums over unordered neighbour pairs j < k."""
+        r = nb.distances
+        b, n, m = r.shape
+        bn = b * n
+        dt, dev = r.dtype, r.device
+        npt = self.n_pair_types
+        jp, kp = torch.triu_indices(m, m, offset=1, device=dev)
+        vec = nb.vectors.reshape(bn, m, 3)
+        rr = r.reshape(bn, m)
+        unit = vec / rr[..., None]
+        cos = (unit @ unit.transpose(1, 2)).reshape(bn, m * m)[:, jp * m + kp]  # (BN, P)
+        r2 = rr * rr
+        s2 = r2[:, jp] + r2[:, kp]  # r_ij^2 + r_ik^2
+        fpair = fc[:, jp] * fc[:, kp]
+        if spec is not None:
+            hi = torch.maximum(spec[:, jp], spec[:, kp])
+            lo = torch.minimum(spec[:, jp], spec[:, kp])
+            # (BN, T, P) pair-type weights times the cutoff product
+            fpair = torch.nn.functional.one_hot(hi * (hi + 1) // 2 + lo, npt).to(dt) \
+                .transpose(1, 2) * fpair[:, None, :]
+        else:
+            fpair = fpair[:, None, :]
+        out = r.new_zeros(bn, npt, self.n_angular)
+        n4, n5 = len(self.g4_params), len(self.g5_params)
+        if n5:
+            ang = self._angular(cos, self._angles5)  # (BN, U, P)
+            etas = torch.as_tensor(self._etas, dtype=dt, device=dev)
+            # (BN, E, T, P) radial pair weights
+            rad = torch.exp(-etas[None, :, None] * s2[:, None, :])[:, :, None, :] \
+                * fpair[:, None, :, :]
+            u, ne = ang.shape[1], len(etas)
+            q = (ang[:, :, None, :] * rad.reshape(bn, 1, ne * npt, -1)).sum(-1)  # (BN, U, E*T)
+            q = q.reshape(bn, u, ne, npt)
+            a_idx = torch.as_tensor(self._ang5_idx, device=dev)
+            e_idx = torch.as_tensor(self._eta5_idx, device=dev)
+            out[:, :, n4:] = q[:, a_idx, e_idx, :].transpose(1, 2)
+        if n4:
+            djk = vec[:, kp] - vec[:, jp]
+            rjk2 = (djk * djk).sum(-1)  # (BN, P)
+            rjk = torch.sqrt(rjk2.clamp_min(1e-300))
+            fcjk = torch.where(rjk <= self.r_cut, 0.5 * (torch.cos(rjk * (np.pi / self.r_cut))
+                                                         + 1.0),
+                               torch.zeros((), dtype=dt, device=dev))
+            ang = self._angular(cos, self._angles4)[:, torch.as_tensor(self._ang4_idx,
+                                                                        device=dev)]
+            eta4 = torch.as_tensor(self.g4_params[:, 0], dtype=dt, device=dev)
+            term = ang * torch.exp(-eta4[None, :, None] * (s2 + rjk2)[:, None, :]) \
+                * fcjk[:, None, :]  # (BN, P4, P)
+            q = (term[:, None, :, :] * fpair[:, :, None, :]).sum(-1)  # (BN, T, P4)
+            out[:, :, :n4] = q
+        return out
+
+    # -- pooled global fingerprint ------------------------------------------------------------
+    def pooled_batch(self, positions, numbers, cell=None, pbc=None,
+                     pooling: Sequence[str] = ("max", "min")) -> torch.Tensor:
+        """Global fingerprints ``(B, len(pooling) * F)`` (differentiable), e.g. max then min over atoms."""
+        return pool(self.forward_batch(positions, numbers, cell, pbc), pooling)
+
+    def pooled(self, atoms: Atoms, pooling: Sequence[str] = ("max", "min")) -> np.ndarray:
+        """Permutation-invariant global fingerprint of one structure: ``[max over atoms, min over
+        atoms]`` by default (the fingerprint of the ACSF-inversion paper), ``len(pooling) * F``."""
+        return pool(torch.as_tensor(self.compute(atoms)), pooling, atom_dim=0).numpy()
+
+    def pooled_many(self, images, pooling: Sequence[str] = ("max", "min")) -> np.ndarray:
+        """Pooled fingerprints of many structures, ``(n_images, len(pooling) * F)``, batched."""
+        fn = lambda p, z, c, pbc: self.pooled_batch(p, z, c, pbc, pooling)  # noqa: E731
+        return np.stack(self._batched(images, fn))
+
+
+def _int_power(base: torch.Tensor, k: int, cache: dict, lam) -> torch.Tensor:
+    """``base ** k`` for a positive integer ``k`` by repeated squaring (cached per lambda)."""
+    result = None
+    bit = 0
+    while k:
+        key = (lam, bit)
+        sq = cache.get(key)
+        if sq is None:
+            sq = base if bit == 0 else cache[(lam, bit - 1)] * cache[(lam, bit - 1)]
+            cache[key] = sq
+        if k & 1:
+            result = sq if result is None else result * sq
+        k >>= 1
+        bit += 1
+    return result

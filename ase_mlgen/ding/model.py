@@ -1,0 +1,655 @@
+"""DING: compositions with target formation enthalpy, energy and volume per atom.
+
+:class:`DING` holds a (conditional) VAE over one-hot compositions
+(:mod:`ase_mlgen.ding.composition`) and three property predictors (``delta_e`` and ``energy_pa``
+in eV/atom, ``volume_pa`` in Å³/atom). Defaults are the paper's (Pathak, Juneja, Varma, Ehara,
+Priyakumar, "DING"; github.com/devalab/DING notebooks): latent 32, loss 10 × cross-entropy +
+0.05 × KL, Adam (lr 1e-3), batch 256, learning rate × 0.1 after 5 epochs without improvement,
+150 generator epochs; predictors trained with an L1 loss for 120 epochs with dropout and 120
+more without. Properties are standardised inside the model (mean and spread of the training
+set), so every public method takes and returns eV/atom and Å³/atom.
+
+    >>> from ase_mlgen import DING
+    >>> from ase_mlgen.data.oqmd import load_oqmd, split
+    >>> train, val, test = split(load_oqmd(), seed=0)
+    >>> model = DING(random_state=0).train(train, val, run_dir="runs/ding1")
+    >>> cands = model.generate(1000, delta_e=-2.0, energy_pa=-6.5, volume_pa=12)
+    >>> cands[0], cands[0].properties            # Candidate (an ase Formula) and predictions
+    >>> model.save("ding.pt"); DING.load("ding.pt")
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from ase.formula import Formula
+
+from ase_mlgen.data.oqmd import PROPERTIES, UNITS, OQMDTable
+from ase_mlgen.ding import composition as comp
+
+FORMAT = "ase_mlgen.ding"
+FORMAT_VERSION = 1
+
+#: hyper-parameters and their defaults (the paper's settings; see the module docstring)
+DEFAULTS: dict[str, Any] = {
+    "conditional": True,
+    "latent_dim": 32,
+    "encoder_layers": (512, 256, 128),
+    "decoder_layers": (128, 256, 512),
+    "recon_weight": 10.0,
+    "kl_weight": 0.05,
+    "epochs": 150,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "lr_factor": 0.1,
+    "lr_patience": 5,
+    "min_lr": 1e-8,
+    "early_stopping": None,
+    "predictors": True,
+    "predictor_layers": (1024, 1024, 1024, 512, 128, 64, 32),
+    "predictor_dropout": (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
+    "predictor_epochs": 120,
+    "finetune_epochs": 120,
+    "predictor_lr": 1e-3,
+    "predictor_batch_size": 256,
+    "predictor_min_lr": 1e-5,
+    "val_fraction": 0.1,
+    "random_state": 0,
+    "device": "auto",
+    "threads": None,
+}
+
+
+class Candidate(Formula):
+    """A generated composition: an :class:`ase.formula.Formula` that also carries the
+    predictors' values (``properties``: ``{"delta_e": eV/atom, "energy_pa": eV/atom,
+    "volume_pa": Å³/atom}``), whether it is ``novel`` (not among the training compositions) and
+    free-form ``info`` (e.g. the step of a latent walk)."""
+
+    def __init__(self, formula: str | Formula, properties: Mapping[str, float] | None = None,
+                 novel: bool | None = None, info: Mapping[str, Any] | None = None):
+        super().__init__(str(formula))
+        self.properties = {k: float(v) for k, v in (properties or {}).items()}
+        self.novel = novel
+        self.info = dict(info or {})
+
+    def __repr__(self) -> str:
+        props = ", ".join(f"{k}={v:.3f}" for k, v in self.properties.items())
+        return f"Candidate({self.format()!r}{', ' + props if props else ''})"
+
+    @property
+    def oqmd(self) -> str:
+        """OQMD spelling, e.g. ``Ba1Pt1U1``."""
+        return comp.oqmd_string(self)
+
+
+class Candidates(list):
+    """A list of :class:`Candidate` with table-like helpers."""
+
+    def predictions(self, names: Sequence[str] = PROPERTIES) -> np.ndarray:
+        """``(N, len(names))`` predicted properties (NaN where a model has no predictor)."""
+        return np.array([[c.properties.get(n, np.nan) for n in names] for c in self],
+                        dtype=float).reshape(len(self), len(names))
+
+    def formulas(self) -> list[str]:
+        return [c.format() for c in self]
+
+    def fraction_novel(self) -> float:
+        flags = [c.novel for c in self if c.novel is not None]
+        return float(np.mean(flags)) if flags else float("nan")
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        """``comp,delta_e,energy_pa,volume_pa,novel`` (OQMD spelling), written atomically."""
+        from ase_mlgen.utils.io import atomic_write
+
+        names = sorted({k for c in self for k in c.properties}, key=_prop_order)
+        info_keys = sorted({k for c in self for k in c.info})
+
+        def write(fh):
+            fh.write(",".join(["comp", *names, "novel", *info_keys]) + "\n")
+            for c in self:
+                vals = [c.oqmd, *(f"{c.properties.get(n, float('nan')):.6g}" for n in names),
+                        "" if c.novel is None else str(int(c.novel)),
+                        *(str(c.info.get(k, "")) for k in info_keys)]
+                fh.write(",".join(vals) + "\n")
+
+        return atomic_write(path, write, mode="w")
+
+
+def _prop_order(name: str) -> int:
+    return PROPERTIES.index(name) if name in PROPERTIES else len(PROPERTIES)
+
+
+class DING:
+    """Conditional VAE (or, with ``conditional=False``, the unconditioned VAE baseline) over
+    compositions plus property predictors. Hyper-parameters: see :data:`DEFAULTS`.
+
+    Learned state (after :meth:`train` or :meth:`load`): ``generator_``, ``predictors_``
+    (``{name: module}``), ``scaler_mean_`` / ``scaler_scale_`` (per property), ``train_counts_``
+    (the training compositions, for novelty), ``history_`` (per-epoch log records).
+    """
+
+    properties = PROPERTIES
+
+    def __init__(self, conditional: bool = True, *, latent_dim: int = 32,
+                 encoder_layers: Sequence[int] = (512, 256, 128),
+                 decoder_layers: Sequence[int] = (128, 256, 512), recon_weight: float = 10.0,
+                 kl_weight: float = 0.05, epochs: int = 150, batch_size: int = 256,
+                 lr: float = 1e-3, lr_factor: float = 0.1, lr_patience: int = 5,
+                 min_lr: float = 1e-8, early_stopping: int | None = None,
+                 predictors: bool = True,
+                 predictor_layers: Sequence[int] = (1024, 1024, 1024, 512, 128, 64, 32),
+                 predictor_dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
+                 predictor_epochs: int = 120, finetune_epochs: int = 120,
+                 predictor_lr: float = 1e-3, predictor_batch_size: int = 256,
+                 predictor_min_lr: float = 1e-5,
+                 val_fraction: float = 0.1, random_state: int | None = 0,
+                 device: str = "auto", threads: int | None = None):
+        self.conditional = bool(conditional)
+        self.latent_dim = int(latent_dim)
+        self.encoder_layers = tuple(int(v) for v in encoder_layers)
+        self.decoder_layers = tuple(int(v) for v in decoder_layers)
+        self.recon_weight = float(recon_weight)
+        self.kl_weight = float(kl_weight)
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.lr_factor = float(lr_factor)
+        self.lr_patience = int(lr_patience)
+        self.min_lr = float(min_lr)
+        self.early_stopping = None if early_stopping is None else int(early_stopping)
+        self.predictors = bool(predictors)
+        self.predictor_layers = tuple(int(v) for v in predictor_layers)
+        self.predictor_dropout = tuple(float(v) for v in predictor_dropout)
+        self.predictor_epochs = int(predictor_epochs)
+        self.finetune_epochs = int(finetune_epochs)
+        self.predictor_lr = float(predictor_lr)
+        self.predictor_batch_size = int(predictor_batch_size)
+        self.predictor_min_lr = float(predictor_min_lr)
+        self.val_fraction = float(val_fraction)
+        self.random_state = random_state
+        self.device = device
+        self.threads = threads
+        if self.epochs < 0 or self.predictor_epochs < 0 or self.finetune_epochs < 0:
+            raise ValueError("epoch counts must be non-negative")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+
+    # -- parameters ------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in DEFAULTS}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    def set_params(self, **params) -> "DING":
+        unknown = set(params) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown DING parameter(s) {sorted(unknown)}; known: "
+                             f"{sorted(DEFAULTS)}")
+        merged = {**self.get_params(), **params}
+        conditional = merged.pop("conditional")
+        self.__init__(conditional, **merged)
+        return self
+
+    def __repr__(self) -> str:
+        kind = "CVAE" if self.conditional else "VAE"
+        state = "trained" if self.is_trained else "untrained"
+        return f"DING({kind}, latent_dim={self.latent_dim}, {state})"
+
+    @property
+    def is_trained(self) -> bool:
+        return getattr(self, "generator_", None) is not None
+
+    def _check_trained(self) -> None:
+        if not self.is_trained:
+            raise RuntimeError("this DING model is not trained; call train(...) or DING.load(path)")
+
+    # -- modules ---------------------------------------------------------------------------
+    def _build(self):
+        """Fresh torch modules (generator, {property: predictor}) for these hyper-parameters."""
+        from ase_mlgen.ding.nets import CompositionVAE, PropertyPredictor
+
+        gen = CompositionVAE(len(PROPERTIES) if self.conditional else 0, self.encoder_layers,
+                             self.latent_dim, self.decoder_layers)
+        preds = {p: PropertyPredictor(self.predictor_layers, self.predictor_dropout)
+                 for p in PROPERTIES} if self.predictors else {}
+        return gen, preds
+
+    def _device(self):
+        from ase_mlgen.utils.device import resolve_device
+
+        return resolve_device(self.device)
+
+    def to(self, device) -> "DING":
+        """Move the trained modules to ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``)."""
+        from ase_mlgen.utils.device import resolve_device
+
+        self.device = str(device)
+        dev = resolve_device(device)
+        if self.is_trained:
+            self.generator_.to(dev)
+            for m in self.predictors_.values():
+                m.to(dev)
+        return self
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, table: OQMDTable | str | os.PathLike, val: OQMDTable | None = None, *,
+              run_dir: str | os.PathLike | None = None, background: bool = False,
+              resume: bool = False, device: str | None = None):
+        """Train the generator and the predictors as an :mod:`ase_mlgen.jobs` run.
+
+        ``table``: the training compositions (:class:`~ase_mlgen.data.oqmd.OQMDTable` with
+        ``delta_e``, ``energy_pa``, ``volume_pa``) or the path of an OQMD CSV, which is split
+        80/10/10 by ``random_state`` (train on the first part, validate on the second; the test
+        part is not touched). ``val``: validation table (default: ``val_fraction`` of ``table``
+        held out). The validation loss drives the learning-rate schedule and picks the best
+        epoch of every stage.
+
+        ``run_dir`` keeps the run (config, ``log.jsonl`` per epoch, atomic checkpoints, the
+        model ``model.pt``); ``resume=True`` continues an interrupted run from its last
+        checkpoint (with the settings stored in the run). ``background=True`` (needs
+        ``run_dir``) returns a :class:`~ase_mlgen.jobs.Job` at once (``job.result()`` is the
+        trained DING); otherwise training runs here and ``self`` is returned, trained.
+        """
+        from ase_mlgen.ding.training import LOADER, TASK, prepare_run
+        from ase_mlgen.jobs import submit
+
+        if device is not None:
+            self.device = device
+        if background and run_dir is None:
+            raise ValueError("background training needs a run_dir to write to")
+        tmp = None
+        if run_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="ding-")
+            run_dir = Path(tmp.name) / "run"
+        try:
+            config = prepare_run(self, table, val, Path(run_dir), resume)
+            job = submit(TASK, config, run_dir, background=background, resume=resume,
+                         loader=LOADER)
+            if background:
+                return job
+            trained = job.result()
+            self.__dict__.update(trained.__dict__)
+            return self
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _scale(self, values: np.ndarray) -> np.ndarray:
+        return (np.asarray(values, dtype=np.float64) - self.scaler_mean_) / self.scaler_scale_
+
+    def _unscale(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64) * self.scaler_scale_ + self.scaler_mean_
+
+    def _tensor(self, array: np.ndarray):
+        import torch
+
+        return torch.as_tensor(np.asarray(array), dtype=torch.float32,
+                               device=next(self.generator_.parameters()).device)
+
+    @staticmethod
+    def _counts(compositions) -> np.ndarray:
+        """``(N, 89)`` counts of compositions, an OQMDTable or a counts array."""
+        if isinstance(compositions, OQMDTable):
+            return compositions.counts
+        if isinstance(compositions, np.ndarray) and compositions.ndim == 2 \
+                and compositions.shape[1] == comp.N_ELEMENTS:
+            return compositions.astype(np.int64)
+        if isinstance(compositions, (str, Formula, Mapping)) or hasattr(compositions,
+                                                                      "get_chemical_symbols"):
+            compositions = [compositions]
+        items = [comp.to_counts(c) for c in compositions]
+        return np.stack(items) if items else np.zeros((0, comp.N_ELEMENTS), np.int64)
+
+    def _targets(self, delta_e, energy_pa, volume_pa) -> np.ndarray | None:
+        given = {"delta_e": delta_e, "energy_pa": energy_pa, "volume_pa": volume_pa}
+        if all(v is None for v in given.values()):
+            return None
+        missing = [k for k, v in given.items() if v is None]
+        if missing:
+            raise ValueError(f"give all three targets (delta_e, energy_pa in eV/atom, volume_pa "
+                             f"in Å³/atom); missing: {missing}")
+        return np.array([float(given[p]) for p in PROPERTIES])
+
+    # -- prediction ------------------------------------------------------------------------
+    def predict(self, compositions, batch_size: int = 4096) -> dict[str, np.ndarray]:
+        """Predicted ``{"delta_e": eV/atom, "energy_pa": eV/atom, "volume_pa": Å³/atom}``
+        arrays for compositions (formulas, Formula objects, an OQMDTable or a counts array)."""
+        import torch
+
+        self._check_trained()
+        if not self.predictors_:
+            raise RuntimeError("this model was trained without predictors (predictors=False)")
+        counts = self._counts(compositions)
+        out = np.zeros((len(counts), len(PROPERTIES)))
+        with torch.no_grad():
+            for s in range(0, len(counts), batch_size):
+                x = self._tensor(comp.counts_to_vector(counts[s:s + batch_size]))
+                for j, p in enumerate(PROPERTIES):
+                    net = self.predictors_[p]
+                    net.eval()
+                    out[s:s + batch_size, j] = net(x).double().cpu().numpy()
+        out = self._unscale(out)
+        return {p: out[:, j] for j, p in enumerate(PROPERTIES)}
+
+    def _predict_matrix(self, counts: np.ndarray) -> np.ndarray:
+        if not self.predictors_ or len(counts) == 0:
+            return np.full((len(counts), len(PROPERTIES)), np.nan)
+        pred = self.predict(counts)
+        return np.stack([pred[p] for p in PROPERTIES], axis=1)
+
+    # -- encoding / reconstruction ---------------------------------------------------------
+    def encode(self, compositions, properties: np.ndarray | Mapping | None = None) -> np.ndarray:
+        """Latent means ``(N, latent_dim)``. A CVAE needs the compositions' properties
+        (``(N, 3)`` array or ``{name: array}``, eV/atom and Å³/atom); without them the
+        predictors' values are used."""
+        import torch
+
+        self._check_trained()
+        counts = self._counts(compositions)
+        cond = self._condition(counts, properties)
+        with torch.no_grad():
+            self.generator_.eval()
+            mu, _ = self.generator_.encode(self._tensor(comp.counts_to_vector(counts)), cond)
+        return mu.cpu().numpy()
+
+    def _condition(self, counts: np.ndarray, properties):
+        if not self.conditional:
+            return None
+        if properties is None:
+            if not self.predictors_:
+                raise ValueError("a conditional model needs the compositions' properties "
+                                 "(delta_e, energy_pa, volume_pa)")
+            props = self._predict_matrix(counts)
+        elif isinstance(properties, Mapping):
+            props = np.stack([np.asarray(properties[p], dtype=float).reshape(-1)
+                              for p in PROPERTIES], axis=1)
+        else:
+            props = np.asarray(properties, dtype=float).reshape(-1, len(PROPERTIES))
+        if len(props) == 1 and len(counts) > 1:
+            props = np.repeat(props, len(counts), axis=0)
+        return self._tensor(self._scale(props))
+
+    def decode(self, z: np.ndarray, delta_e=None, energy_pa=None, volume_pa=None,
+               properties: np.ndarray | None = None) -> np.ndarray:
+        """Counts ``(N, 89)`` (argmax per element) of latent points ``z``; a CVAE decodes
+        under the given targets (one set for all, or ``properties`` ``(N, 3)``)."""
+        import torch
+
+        self._check_trained()
+        z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+        cond = None
+        if self.conditional:
+            if properties is None:
+                t = self._targets(delta_e, energy_pa, volume_pa)
+                if t is None:
+                    raise ValueError("a conditional model decodes under target properties: give "
+                                     "delta_e, energy_pa and volume_pa")
+                properties = np.repeat(t[None], len(z), axis=0)
+            cond = self._tensor(self._scale(np.asarray(properties, float).reshape(len(z), -1)))
+        with torch.no_grad():
+            self.generator_.eval()
+            logits = self.generator_.decode(self._tensor(z), cond)
+        return logits.argmax(dim=2).cpu().numpy()
+
+    def reconstruct(self, table: OQMDTable) -> np.ndarray:
+        """Counts decoded from the latent means of ``table``'s compositions (conditioned on
+        their true properties for a CVAE)."""
+        props = table.targets(PROPERTIES) if self.conditional else None
+        z = self.encode(table.counts, props)
+        return self.decode(z, properties=props)
+
+    def reconstruction_accuracy(self, table: OQMDTable) -> float:
+        """Fraction of ``table``'s compositions reconstructed exactly (all 89 counts)."""
+        if len(table) == 0:
+            return float("nan")
+        return float(np.mean((self.reconstruct(table) == table.counts).all(axis=1)))
+
+    # -- generation ------------------------------------------------------------------------
+    def _make_candidates(self, counts: np.ndarray, preds: np.ndarray,
+                         infos: Sequence[Mapping] | None = None) -> Candidates:
+        train_keys = self._train_keys()
+        out = Candidates()
+        for i, c in enumerate(counts):
+            props = {p: preds[i, j] for j, p in enumerate(PROPERTIES) if np.isfinite(preds[i, j])}
+            novel = None if train_keys is None else comp.key(c) not in train_keys
+            out.append(Candidate(comp.counts_to_formula(c), props, novel,
+                                 infos[i] if infos else None))
+        return out
+
+    def _train_keys(self) -> set | None:
+        if getattr(self, "_train_key_cache", None) is None:
+            counts = getattr(self, "train_counts_", None)
+            if counts is None:
+                return None
+            self._train_key_cache = {comp.key(c) for c in counts}
+        return self._train_key_cache
+
+    def generate(self, n: int, delta_e: float | None = None, energy_pa: float | None = None,
+                 volume_pa: float | None = None, *, tolerance: Mapping[str, float] | None = None,
+                 novel_only: bool = False, random_state: int | None = None,
+                 temperature: float = 1.0, batch_size: int = 2048,
+                 max_samples: int | None = None) -> Candidates:
+        """``n`` unique, valid compositions (:class:`Candidate`, an :class:`ase.formula.Formula`
+        with ``properties`` predicted by the predictors and a ``novel`` flag).
+
+        A CVAE samples ``z ~ N(0, temperature²)`` and decodes it under the targets
+        ``delta_e``, ``energy_pa`` (eV/atom) and ``volume_pa`` (Å³/atom); the VAE baseline
+        samples without targets. Decoded compositions with no atoms are invalid and dropped,
+        repeats are dropped. ``tolerance`` (``{"delta_e": 0.2, …}``, absolute, same units)
+        keeps only candidates whose predicted properties lie that close to the targets;
+        ``novel_only`` drops training compositions. Sampling stops after ``max_samples``
+        (default ``200 * n``) draws; fewer than ``n`` candidates then come back, with a warning.
+        """
+        import torch
+
+        self._check_trained()
+        if n < 0:
+            raise ValueError("n must be non-negative")
+        targets = self._targets(delta_e, energy_pa, volume_pa)
+        if self.conditional and targets is None:
+            raise ValueError("a conditional DING generates for targets: give delta_e and "
+                             "energy_pa (eV/atom) and volume_pa (Å³/atom)")
+        if tolerance:
+            unknown = set(tolerance) - set(PROPERTIES)
+            if unknown:
+                raise ValueError(f"tolerance for unknown properties {sorted(unknown)}")
+            if targets is None:
+                raise ValueError("tolerance filters around targets: give delta_e, energy_pa "
+                                 "and volume_pa")
+            if not self.predictors_:
+                raise ValueError("tolerance filtering needs the predictors (predictors=True)")
+        elif targets is not None and not self.conditional:
+            raise ValueError("the unconditioned VAE cannot aim at targets; give a tolerance to "
+                             "filter its samples by predicted properties instead")
+        max_samples = int(max_samples if max_samples is not None else 200 * max(n, 1))
+        gen = torch.Generator().manual_seed(
+            int(random_state if random_state is not None else np.random.SeedSequence().entropy
+                % 2**63))
+        seen: set[bytes] = set()
+        train_keys = self._train_keys() if novel_only else None
+        if novel_only and train_keys is None:
+            raise ValueError("novel_only needs the training compositions, which this model lacks")
+        kept: list[np.ndarray] = []
+        kept_pred: list[np.ndarray] = []
+        drawn = 0
+        while len(kept) < n and drawn < max_samples:
+            m = min(batch_size, max_samples - drawn)
+            z = (torch.randn(m, self.latent_dim, generator=gen) * temperature).numpy()
+            drawn += m
+            counts = self.decode(z, properties=np.repeat(targets[None], m, axis=0)
+                                 if self.conditional else None)
+            fresh = []
+            for c in counts:
+                if not c.any():
+                    continue
+                k = comp.key(c)
+                if k in seen:
+                    continue
+                seen.add(k)
+                if train_keys is not None and k in train_keys:
+                    continue
+                fresh.append(c)
+            if not fresh:
+                continue
+            fresh = np.stack(fresh)
+            pred = self._predict_matrix(fresh)
+            if tolerance:
+                ok = np.ones(len(fresh), bool)
+                for p, tol in tolerance.items():
+                    j = PROPERTIES.index(p)
+                    ok &= np.abs(pred[:, j] - targets[j]) <= float(tol)
+                fresh, pred = fresh[ok], pred[ok]
+            for c, pr in zip(fresh, pred):
+                if len(kept) >= n:
+                    break
+                kept.append(c)
+                kept_pred.append(pr)
+        if len(kept) < n:
+            warnings.warn(f"DING.generate: only {len(kept)} of {n} requested unique compositions "
+                          f"after {drawn} samples; raise max_samples or loosen the tolerance",
+                          RuntimeWarning, stacklevel=2)
+        counts = np.stack(kept) if kept else np.zeros((0, comp.N_ELEMENTS), np.int64)
+        preds = np.stack(kept_pred) if kept_pred else np.zeros((0, len(PROPERTIES)))
+        return self._make_candidates(counts, preds)
+
+    @staticmethod
+    def filter(candidates: Iterable[Candidate], **ranges: tuple[float | None, float | None]
+               ) -> Candidates:
+        """Candidates whose predicted properties lie in the given ranges, e.g.
+        ``DING.filter(c, delta_e=(None, -1.5), volume_pa=(10, 14))`` (bounds inclusive, None =
+        open)."""
+        unknown = set(ranges) - set(PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown properties {sorted(unknown)}; use {list(PROPERTIES)}")
+        out = Candidates()
+        for c in candidates:
+            ok = True
+            for p, (lo, hi) in ranges.items():
+                v = c.properties.get(p)
+                if v is None or (lo is not None and v < lo) or (hi is not None and v > hi):
+                    ok = False
+                    break
+            if ok:
+                out.append(c)
+        return out
+
+    def walk(self, start, end, steps: int = 11, start_properties: Mapping | None = None,
+             end_properties: Mapping | None = None, unique: bool = False) -> Candidates:
+        """Latent walk from ``start`` to ``end`` (the paper's Figure 9): both compositions are
+        encoded to their latent means, the line between them is decoded at ``steps`` points
+        (a CVAE under properties interpolated the same way between the two compositions'
+        properties, given or predicted). Each candidate's ``info`` has ``step`` and ``t``
+        (0 → 1); ``unique=True`` drops consecutive repeats."""
+        self._check_trained()
+        if steps < 2:
+            raise ValueError("a walk needs at least 2 steps")
+        counts = self._counts([start, end])
+        props = None
+        if self.conditional:
+            given = [start_properties, end_properties]
+            pred = self._predict_matrix(counts) if any(g is None for g in given) else None
+            props = np.stack([np.array([float(g[p]) for p in PROPERTIES]) if g is not None
+                              else pred[i] for i, g in enumerate(given)])
+            if not np.isfinite(props).all():
+                raise ValueError("a conditional walk needs the properties of both ends "
+                                 "(start_properties/end_properties) or trained predictors")
+        z = self.encode(counts, props)
+        t = np.linspace(0.0, 1.0, steps)
+        zs = (1 - t)[:, None] * z[0] + t[:, None] * z[1]
+        path_props = None if props is None else (1 - t)[:, None] * props[0] + t[:, None] * props[1]
+        decoded = self.decode(zs, properties=path_props)
+        infos = [{"step": i, "t": float(t[i])} for i in range(steps)]
+        keep = [i for i in range(steps) if decoded[i].any()
+                and not (unique and i > 0 and (decoded[i] == decoded[i - 1]).all())]
+        return self._make_candidates(decoded[keep], self._predict_matrix(decoded[keep]),
+                                     [infos[i] for i in keep])
+
+    # -- persistence -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`load` needs (CPU tensors and plain Python values)."""
+        import torch
+
+        from ase_mlgen import __version__
+
+        self._check_trained()
+        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "ase_mlgen_version": __version__,
+            "params": self.get_params(), "elements": list(comp.ELEMENTS),
+            "max_count": comp.MAX_COUNT, "properties": list(PROPERTIES), "units": dict(UNITS),
+            "scaler_mean": torch.as_tensor(self.scaler_mean_, dtype=torch.float64),
+            "scaler_scale": torch.as_tensor(self.scaler_scale_, dtype=torch.float64),
+            "generator": cpu(self.generator_.state_dict()),
+            "predictors": {p: cpu(m.state_dict()) for p, m in self.predictors_.items()},
+            "train_counts": torch.as_tensor(np.asarray(self.train_counts_, dtype=np.uint8)),
+            "history": list(getattr(self, "history_", [])),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model (configuration, scalers, weights, training compositions, version)
+        atomically to ``path``."""
+        from ase_mlgen.utils.io import atomic_torch_save
+
+        return atomic_torch_save(self.state(), path)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], device: str | None = None) -> "DING":
+        if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+            raise ValueError("not a DING model (missing the 'ase_mlgen.ding' format tag)")
+        if int(state.get("format_version", -1)) > FORMAT_VERSION:
+            raise ValueError(f"DING model format {state['format_version']} is newer than this "
+                             f"ase_mlgen understands ({FORMAT_VERSION}); upgrade ase_mlgen")
+        if list(state["elements"]) != list(comp.ELEMENTS) or \
+                int(state["max_count"]) != comp.MAX_COUNT:
+            raise ValueError("the model was trained on a different element list or count range")
+        if list(state["properties"]) != list(PROPERTIES):
+            raise ValueError(f"the model predicts {state['properties']}, expected "
+                             f"{list(PROPERTIES)}")
+        params = dict(state["params"])
+        unknown = set(params) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"model file has unknown parameters {sorted(unknown)}")
+        if device is not None:
+            params["device"] = device
+        conditional = params.pop("conditional")
+        model = cls(conditional, **params)
+        gen, preds = model._build()
+        gen.load_state_dict(state["generator"])
+        if set(state["predictors"]) != set(preds):
+            raise ValueError("the file's predictors do not match its settings")
+        for p, m in preds.items():
+            m.load_state_dict(state["predictors"][p])
+        model.generator_ = gen
+        model.predictors_ = preds
+        model.scaler_mean_ = np.asarray(state["scaler_mean"], dtype=np.float64)
+        model.scaler_scale_ = np.asarray(state["scaler_scale"], dtype=np.float64)
+        model.train_counts_ = np.asarray(state["train_counts"], dtype=np.int64)
+        model.history_ = list(state.get("history", []))
+        model._train_key_cache = None
+        return model.to(model.device)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> "DING":
+        """A model written by :meth:`save` (or the ``model.pt`` of a run directory; a run
+        directory itself is accepted). Refuses files that are not DING models."""
+        import torch
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"DING model {path} not found")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle errors, foreign formats
+            raise ValueError(f"{path} is not a DING model file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        try:
+            return cls.from_state(state, device=device)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None

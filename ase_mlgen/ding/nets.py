@@ -1,0 +1,96 @@
+"""Torch modules of DING: the (conditional) variational auto-encoder and the property predictors.
+
+Layer sizes are those of the DING paper and its notebooks (github.com/devalab/DING,
+``CVAE/train_generator.ipynb``, ``Predictors/train_predictor.ipynb``): encoder 979 (+3 conditions)
+→ 512 → 256 → 128 → 32 (mean and log-variance), decoder 32 (+3) → 128 → 256 → 512 → 979 with a
+softmax over the 11 count levels of each of the 89 elements; predictors 979 → 1024 → 1024 → 1024
+→ 512 → 128 → 64 → 32 → 1 with dropout 0.7, 0.7, 0.5 after the 2nd, 3rd and 4th layer. ReLU
+throughout.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ase_mlgen.ding.composition import N_ELEMENTS, N_LEVELS, VECTOR_SIZE
+
+
+def _mlp(sizes: Sequence[int], dropout: Sequence[float] | None = None) -> nn.Sequential:
+    """Linear+ReLU layers ``sizes[0] → sizes[1] → …`` (ReLU after every layer), with dropout
+    ``dropout[i]`` after layer ``i`` where it is non-zero."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.ReLU()]
+        if dropout is not None and i < len(dropout) and dropout[i] > 0:
+            layers.append(nn.Dropout(float(dropout[i])))
+    return nn.Sequential(*layers)
+
+
+class CompositionVAE(nn.Module):
+    """VAE over one-hot compositions; conditional (CVAE) when ``n_cond > 0``: the scaled
+    properties are concatenated to the encoder input and to the latent vector."""
+
+    def __init__(self, n_cond: int = 3, encoder_layers: Sequence[int] = (512, 256, 128),
+                 latent_dim: int = 32, decoder_layers: Sequence[int] = (128, 256, 512)):
+        super().__init__()
+        self.n_cond = int(n_cond)
+        self.latent_dim = int(latent_dim)
+        enc = [VECTOR_SIZE + self.n_cond, *encoder_layers]
+        self.encoder = _mlp(enc)
+        self.mu = nn.Linear(enc[-1], latent_dim)
+        self.log_var = nn.Linear(enc[-1], latent_dim)
+        dec = [latent_dim + self.n_cond, *decoder_layers]
+        self.decoder = _mlp(dec)
+        self.out = nn.Linear(dec[-1], VECTOR_SIZE)
+
+    def _cat(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        if self.n_cond == 0:
+            return x
+        if cond is None:
+            raise ValueError("this is a conditional model: give the (scaled) properties")
+        return torch.cat([x, cond], dim=1)
+
+    def encode(self, x: torch.Tensor, cond: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(self._cat(x, cond))
+        return self.mu(h), self.log_var(h)
+
+    def decode(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(N, 89, 11)``; a softmax over the last axis gives the count probabilities."""
+        h = self.decoder(self._cat(z, cond))
+        return self.out(h).view(-1, N_ELEMENTS, N_LEVELS)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
+        mu, log_var = self.encode(x, cond)
+        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        return self.decode(z, cond), mu, log_var
+
+
+def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
+             recon_weight: float = 10.0, kl_weight: float = 0.05
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The paper's loss: ``recon_weight`` × (cross-entropy summed over the 89 elements, averaged
+    over the batch) + ``kl_weight`` × Σ(exp(log σ²) + μ² − 1 − log σ²) averaged over the batch.
+
+    Returns ``(total, reconstruction, kl)`` (each already weighted)."""
+    target = x.view(-1, N_ELEMENTS, N_LEVELS).argmax(dim=2)
+    ce = nn.functional.cross_entropy(logits.reshape(-1, N_LEVELS), target.reshape(-1),
+                                     reduction="none").view(-1, N_ELEMENTS).sum(dim=1).mean()
+    kl = (log_var.exp() + mu.pow(2) - 1.0 - log_var).sum(dim=1).mean()
+    recon, kl = recon_weight * ce, kl_weight * kl
+    return recon + kl, recon, kl
+
+
+class PropertyPredictor(nn.Module):
+    """MLP from a one-hot composition to one (scaled) property."""
+
+    def __init__(self, layers: Sequence[int] = (1024, 1024, 1024, 512, 128, 64, 32),
+                 dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0)):
+        super().__init__()
+        self.body = _mlp([VECTOR_SIZE, *layers], dropout)
+        self.head = nn.Linear(layers[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).squeeze(-1)

@@ -1,0 +1,261 @@
+"""Training DING as an :mod:`ase_mlgen.jobs` run (foreground or background, resumable).
+
+A run directory holds ``train.npz`` / ``val.npz`` (the compositions and properties),
+``config.json`` (the DING hyper-parameters), ``log.jsonl`` (one record per epoch: ``stage``,
+``train_loss``, ``val_loss``, ``val_exact`` or ``val_mae``, ``lr``), ``checkpoint_last.pt``
+(written atomically after every epoch; ``resume=True`` continues from it) and, when finished,
+``model.pt`` (a :class:`~ase_mlgen.ding.model.DING` file) and ``result.json``.
+
+Stages, in order: ``generator`` (the CVAE/VAE, ``epochs``), then per property ``<name>`` (the
+predictor with dropout, ``predictor_epochs``) and ``<name>_finetune`` (dropout off,
+``finetune_epochs``), as in the paper's notebooks. Each stage keeps the weights of its best
+validation epoch.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ase_mlgen.data.oqmd import PROPERTIES, OQMDTable, load_oqmd, split
+
+TASK = "ase_mlgen.ding.training:train_task"
+LOADER = "ase_mlgen.ding.training:load_run"
+
+
+def load_run(path) -> "DING":  # noqa: F821
+    """The trained DING of a finished run directory."""
+    from ase_mlgen.ding.model import DING
+
+    model_path = Path(path) / "model.pt"
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{path} holds no finished DING run (no model.pt)")
+    return DING.load(model_path)
+
+
+def _check_table(table: OQMDTable, what: str) -> None:
+    if len(table) == 0:
+        raise ValueError(f"the {what} set is empty")
+    missing = [p for p in PROPERTIES if p not in table.properties]
+    if missing:
+        raise ValueError(f"the {what} table lacks properties {missing}; DING needs "
+                         f"{list(PROPERTIES)}")
+    y = table.targets(PROPERTIES)
+    if not np.isfinite(y).all():
+        bad = int((~np.isfinite(y).all(axis=1)).sum())
+        raise ValueError(f"{bad} {what} compositions have missing properties; drop them "
+                         "(load_oqmd skips them by default)")
+
+
+def prepare_run(model, table, val, run_dir: Path, resume: bool) -> dict:
+    """Write the data of a run and return its config (stored settings win on ``resume``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_path, val_path = run_dir / "train.npz", run_dir / "val.npz"
+    config_path = run_dir / "config.json"
+    if resume and config_path.exists() and train_path.exists():
+        config = json.loads(config_path.read_text())
+        config.pop("task", None)
+        config.pop("loader", None)
+        config["params"]["device"] = model.device
+        return config
+    if isinstance(table, (str, Path)):
+        full = load_oqmd(table)
+        table, default_val, _ = split(full, seed=int(model.random_state or 0))
+        if val is None:
+            val = default_val
+    if not isinstance(table, OQMDTable):
+        raise TypeError(f"train on an OQMDTable or the path of an OQMD CSV, not "
+                        f"{type(table).__name__}")
+    _check_table(table, "training")
+    if val is None and model.val_fraction > 0 and len(table) >= 10:
+        perm = np.random.default_rng(model.random_state).permutation(len(table))
+        n_val = max(1, int(round(model.val_fraction * len(table))))
+        table, val = table.subset(perm[n_val:]), table.subset(perm[:n_val])
+    if val is not None:
+        _check_table(val, "validation")
+    table.save_npz(train_path)
+    if val is not None:
+        val.save_npz(val_path)
+    elif val_path.exists():
+        val_path.unlink()
+    return {"params": model.get_params(), "train": str(train_path.resolve()),
+            "val": str(val_path.resolve()) if val is not None else None,
+            "n_train": len(table), "n_val": 0 if val is None else len(val),
+            "source": table.source}
+
+
+def _stages(model) -> list[tuple[str, str | None, int, bool]]:
+    """``(name, property or None, epochs, dropout on)`` of each training stage."""
+    stages = [("generator", None, model.epochs, False)]
+    if model.predictors:
+        for p in PROPERTIES:
+            stages.append((p, p, model.predictor_epochs, True))
+            stages.append((f"{p}_finetune", p, model.finetune_epochs, False))
+    return stages
+
+
+def train_task(rd, config: dict, resume: bool) -> dict:
+    """Job task: train every stage of a DING run (see the module docstring)."""
+    import torch
+
+    from ase_mlgen.ding.model import DING
+    from ase_mlgen.ding.nets import vae_loss
+
+    params = dict(config["params"])
+    model = DING(params.pop("conditional"), **params)
+    if model.threads:
+        torch.set_num_threads(int(model.threads))
+    dev = model._device()
+    seed = int(model.random_state or 0)
+    torch.manual_seed(seed)
+
+    train = OQMDTable.load_npz(config["train"])
+    val = OQMDTable.load_npz(config["val"]) if config.get("val") else None
+    y_train = train.targets(PROPERTIES)
+    mean = y_train.mean(axis=0)
+    scale = y_train.std(axis=0)
+    scale[scale == 0] = 1.0
+
+    def tensors(table):
+        x = torch.as_tensor(table.vectors(), dtype=torch.float32, device=dev)
+        y = torch.as_tensor((table.targets(PROPERTIES) - mean) / scale, dtype=torch.float32,
+                            device=dev)
+        return x, y
+
+    x_tr, y_tr = tensors(train)
+    x_va, y_va = tensors(val) if val is not None else (None, None)
+    counts_va = None if val is None else torch.as_tensor(val.counts, device=dev)
+
+    gen, preds = model._build()
+    gen.to(dev)
+    for m in preds.values():
+        m.to(dev)
+    stages = _stages(model)
+    total = sum(s[2] for s in stages)
+
+    start_stage, start_epoch, global_epoch = 0, 0, 0
+    ck = rd.load_checkpoint() if resume else None
+    if ck is not None:
+        gen.load_state_dict(ck["generator"])
+        for p, m in preds.items():
+            m.load_state_dict(ck["predictors"][p])
+        start_stage, start_epoch, global_epoch = ck["stage"], ck["epoch"], ck["global_epoch"]
+        torch.set_rng_state(ck["torch_rng"])
+
+    def stage_module(prop):
+        return gen if prop is None else preds[prop]
+
+    def snapshot(stage_index, epoch, extra):
+        return {"stage": stage_index, "epoch": epoch, "global_epoch": global_epoch,
+                "generator": gen.state_dict(),
+                "predictors": {p: m.state_dict() for p, m in preds.items()},
+                "torch_rng": torch.get_rng_state(), **extra}
+
+    cond_tr = y_tr if model.conditional else None
+    cond_va = y_va if model.conditional else None
+    n = len(x_tr)
+    for si, (name, prop, n_epochs, dropout_on) in enumerate(stages):
+        if si < start_stage:
+            continue
+        module = stage_module(prop)
+        is_gen = prop is None
+        lr = model.lr if is_gen else model.predictor_lr
+        min_lr = model.min_lr if is_gen else model.predictor_min_lr
+        opt = torch.optim.Adam(module.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=model.lr_factor, patience=model.lr_patience, min_lr=min_lr)
+        best, bad, e0 = float("inf"), 0, 0
+        best_state = copy.deepcopy(module.state_dict())
+        shuffle = torch.Generator().manual_seed(seed * 1000 + si)
+        if ck is not None and si == start_stage and "optimizer" in ck:
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            best, bad, e0 = ck["best"], ck["bad"], start_epoch
+            best_state = ck["best_state"]
+            shuffle.set_state(ck["shuffle_rng"])
+        j = None if prop is None else PROPERTIES.index(prop)
+        bs = model.batch_size if is_gen else model.predictor_batch_size
+        stopped = False
+        for epoch in range(e0, n_epochs):
+            t0 = time.perf_counter()
+            module.train(dropout_on or is_gen)
+            perm = torch.randperm(n, generator=shuffle).to(dev)
+            tot, parts = 0.0, np.zeros(2)
+            for s in range(0, n, bs):
+                idx = perm[s:s + bs]
+                xb = x_tr[idx]
+                if is_gen:
+                    logits, mu, lv = gen(xb, None if cond_tr is None else cond_tr[idx])
+                    loss, rec, kl = vae_loss(logits, xb, mu, lv, model.recon_weight,
+                                             model.kl_weight)
+                    parts += len(idx) * np.array([rec.item(), kl.item()])
+                else:
+                    loss = torch.nn.functional.l1_loss(module(xb), y_tr[idx, j])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot += loss.item() * len(idx)
+            record = {"epoch": global_epoch + 1, "max_epochs": total, "stage": name,
+                      "stage_epoch": epoch + 1, "train_loss": tot / n}
+            if is_gen:
+                record.update({"train_recon": parts[0] / n, "train_kl": parts[1] / n})
+            module.eval()
+            with torch.no_grad():
+                if val is None:
+                    val_loss = record["train_loss"]
+                elif is_gen:
+                    logits, mu, lv = gen(x_va, cond_va)
+                    val_loss = vae_loss(logits, x_va, mu, lv, model.recon_weight,
+                                        model.kl_weight)[0].item()
+                    dec = gen.decode(mu, cond_va).argmax(dim=2)
+                    record["val_exact"] = (dec == counts_va).all(dim=1).float().mean().item()
+                else:
+                    err = (module(x_va) - y_va[:, j]).abs().mean().item()
+                    val_loss = err
+                    record["val_mae"] = err * float(scale[j])
+            record["val_loss"] = val_loss
+            sched.step(val_loss)
+            if val_loss < best:
+                best, bad = val_loss, 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                bad += 1
+            global_epoch += 1
+            record["lr"] = opt.param_groups[0]["lr"]
+            record["epoch_seconds"] = time.perf_counter() - t0
+            rd.log(record)
+            stopped = model.early_stopping is not None and bad >= model.early_stopping
+            last = epoch + 1 == n_epochs or stopped
+            if not last:
+                rd.save_checkpoint(snapshot(si, epoch + 1, {
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "best": best, "bad": bad, "best_state": best_state,
+                    "shuffle_rng": shuffle.get_state()}))
+            if stopped:
+                break
+        module.load_state_dict(best_state)
+        # stage finished: the next resume starts the following stage with these weights
+        rd.save_checkpoint(snapshot(si + 1, 0, {}))
+        ck = None
+
+    model.generator_ = gen
+    model.predictors_ = preds
+    model.scaler_mean_ = mean
+    model.scaler_scale_ = scale
+    model.train_counts_ = train.counts
+    model.history_ = rd.records()
+    model._train_key_cache = None
+    model_path = rd.path / "model.pt"
+    model.save(model_path)
+    result = {"model": str(model_path), "n_train": len(train),
+              "n_val": 0 if val is None else len(val), "epochs_run": global_epoch}
+    if val is not None:
+        result["val_exact"] = model.reconstruction_accuracy(val)
+        if preds:
+            pred = model.predict(val)
+            for p in PROPERTIES:
+                result[f"val_mae_{p}"] = float(np.mean(np.abs(pred[p] - val.properties[p])))
+    return result

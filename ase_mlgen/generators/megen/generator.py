@@ -1,0 +1,461 @@
+"""The user-facing MeGen generator: seeded growth, iterative growth from scratch, training, and
+the ``ase-mlgen search megen`` drop-in."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from ase_mlgen.generators.base import as_rng, option, tag
+from ase_mlgen.generators.megen.duplicates import DuplicateFilter, unique
+from ase_mlgen.generators.megen.env import BatchGrowthEnv, PlacementRules, energies_of
+from ase_mlgen.generators.megen.policy import MeGenPolicy
+
+FORMAT_VERSION = 1
+
+
+def dimer(element: str = "Ga", bond_length: float | None = None) -> Atoms:
+    """A dimer at the centre of the first-neighbour window (the start of growth from scratch)."""
+    d = bond_length or PlacementRules.for_element(element).bond_length
+    return Atoms(f"{element}2", positions=[[0, 0, -d / 2], [0, 0, d / 2]])
+
+
+def read_seeds(spec, element: str = "Ga") -> list[Atoms]:
+    """Seeds from a list of ``Atoms``, a file readable by ``ase.io.read`` (all frames), an ase.db
+    (``relaxed=1`` rows when marked), or ``None``/``"dimer"`` (a single dimer)."""
+    if spec is None or (isinstance(spec, str) and spec == "dimer"):
+        return [dimer(element)]
+    if isinstance(spec, Atoms):
+        return [spec.copy()]
+    if isinstance(spec, (str, os.PathLike)):
+        path = str(spec)
+        if not Path(path).exists():
+            raise FileNotFoundError(f"seed file {path!r} not found")
+        if path.endswith(".db"):
+            from ase.db import connect
+
+            with connect(path) as db:
+                rows = list(db.select("relaxed=1")) or list(db.select())
+                return [r.toatoms() for r in rows]
+        from ase.io import read
+
+        return list(read(path, ":"))
+    seeds = [a.copy() for a in spec]
+    if not seeds:
+        raise ValueError("no seeds given")
+    return seeds
+
+
+def _default_relax(images, calculator, fmax, steps):
+    from ase.optimize import FIRE
+
+    out = []
+    for atoms in images:
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        with FIRE(atoms, logfile=None) as opt:
+            opt.run(fmax=fmax, steps=steps)
+        atoms.info["energy"] = float(atoms.get_potential_energy())
+        out.append(atoms)
+    return out
+
+
+class MeGen:
+    """Reinforcement-learning growth of metal clusters (Modee et al., Mach. Learn.: Sci. Technol.
+    4, 025032, 2023).
+
+    Parameters
+    ----------
+    seeds:
+        ``(N−1)``-atom clusters that :meth:`generate` grows into ``N``-atom candidates (``Atoms``,
+        a list, a file or an ase.db path). ``None``: a dimer.
+    calculator:
+        Reward calculator: any ASE calculator or a spec (``"dart:model.pt"``, ``"gap:PATH"``,
+        ``"emt"``). MeGen's default is DART; it is needed for :meth:`train` and for
+        ``oversample > 1`` (candidates screened by predicted energy), not for plain generation.
+    policy:
+        A :class:`MeGenPolicy`, a saved MeGen file, or ``None`` (a fresh, untrained policy: it
+        places atoms by the placement rules with an uninformed distribution).
+    element:
+        The element grown (MeGen is mono-elemental, as in the paper).
+    rules:
+        :class:`PlacementRules` (Ga windows of the paper by default; for other elements scaled by
+        covalent radii, or ``PlacementRules.from_structures(training_images)``).
+    oversample:
+        Generate ``oversample × n`` candidates and keep the ``n`` with the lowest predicted energy.
+    dedupe:
+        Duplicate criterion applied before relaxation: ``"paper"``, ``"fingerprint"`` or ``None``.
+    max_tries:
+        Re-sampling rounds for actions that break a placement rule.
+    device, random_state, policy_kwargs:
+        torch device (``"auto"``: CUDA when available), seed, and :class:`MeGenPolicy` options.
+    """
+
+    name = "megen"
+
+    def __init__(self, seeds=None, calculator=None, policy=None, element: str = "Ga",
+                 rules: PlacementRules | None = None, focal: str = "random",
+                 oversample: int = 1, dedupe: str | None = "paper", max_tries: int = 20,
+                 device: str = "auto", random_state: int | None = None,
+                 policy_kwargs: dict | None = None, chunk: int = 256):
+        from ase_mlgen.utils.device import resolve_device
+
+        self.element = element
+        self.rules = rules or PlacementRules.for_element(element)
+        self.seeds = read_seeds(seeds, element)
+        self.calculator = calculator
+        self.oversample = int(oversample)
+        self.dedupe = dedupe
+        self.max_tries = max_tries
+        self.random_state = random_state
+        self.chunk = chunk
+        self.device = resolve_device(device)
+        self._rng = None
+        if isinstance(policy, (str, os.PathLike)):
+            loaded = MeGen.load(policy, device=self.device)
+            policy, self.rules = loaded.policy, loaded.rules
+        if policy is None:
+            kw = {"species": [element], "bond_length": self.rules.bond_length, "focal": focal,
+                  **(policy_kwargs or {})}
+            if random_state is not None:
+                torch.manual_seed(random_state)
+            policy = MeGenPolicy(**kw)
+        self.policy = policy.to(self.device).eval()
+
+    # -- calculator ------------------------------------------------------------------------
+    @property
+    def calculator(self):
+        return self._calculator
+
+    @calculator.setter
+    def calculator(self, calc):
+        if isinstance(calc, str):
+            from ase_mlgen.calculators.specs import calculator_from_spec
+
+            calc = calculator_from_spec(calc)
+        self._calculator = calc
+
+    def _rng_for(self, rng) -> np.random.Generator:
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.random_state)
+        return as_rng(rng, self._rng)
+
+    # -- generation ------------------------------------------------------------------------
+    def place(self, seeds: Sequence[Atoms], rng=None) -> list[Atoms]:
+        """Add one atom to every seed with the policy (batched); rule-breaking actions are
+        re-sampled up to ``max_tries`` times, then a uniform rule-obeying placement is used."""
+        rng = self._rng_for(rng)
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2 ** 62)))
+        env = BatchGrowthEnv(None, self.rules)
+        out: list[Atoms | None] = [None] * len(seeds)
+        for start in range(0, len(seeds), self.chunk):
+            part = list(seeds[start:start + self.chunk])
+            env.episodes = []
+            env.reset(part, [[self.element]] * len(part), seed_energies=[0.0] * len(part))
+            todo = np.arange(len(part))
+            info: dict[int, dict] = {}
+            pos, mask = env.padded_canvas()
+            for _ in range(self.max_tries):
+                if len(todo) == 0:
+                    break
+                with torch.no_grad():
+                    act = self.policy(self.policy.make_batch([env.episodes[i].canvas
+                                                              for i in todo],
+                                                             [[self.element]] * len(todo)),
+                                      generator=gen if self.device.type == "cpu" else None)
+                focal = act["focal"].cpu().numpy()
+                dist = act["distance"].cpu().numpy().astype(float)
+                direc = act["direction"].cpu().numpy().astype(float)
+                new = pos[todo, focal] + dist[:, None] * direc
+                ok = self.rules.valid(new, pos[todo], mask[todo])
+                for k in np.nonzero(ok)[0]:
+                    i = todo[k]
+                    info[i] = dict(position=new[k], focal=int(focal[k]), distance=float(dist[k]),
+                                   log_prob=float(act["log_prob"][k]))
+                todo = todo[~ok]
+            for i in todo:   # fallback: uniform search over sites that obey the rules
+                info[i] = dict(position=self._fallback_site(pos[i][mask[i]], rng), focal=-1,
+                               distance=float("nan"), log_prob=float("nan"))
+            for i, canvas in enumerate(env.episodes):
+                atoms = canvas.canvas + Atoms(self.element, positions=[info[i]["position"]])
+                atoms.positions -= atoms.positions.mean(axis=0)
+                d = info[i]
+                out[start + i] = tag(atoms, "megen", focal=d["focal"], distance=d["distance"],
+                                     log_prob=d["log_prob"], seed_size=len(part[i]))
+        return out  # type: ignore[return-value]
+
+    def _fallback_site(self, canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        lo, hi = self.rules.windows[0]
+        for _ in range(50):
+            f = rng.integers(len(canvas), size=256)
+            v = rng.normal(size=(256, 3))
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            new = canvas[f] + rng.uniform(lo, hi, size=(256, 1)) * v
+            ok = self.rules.valid(new, np.repeat(canvas[None], 256, 0),
+                                  np.ones((256, len(canvas)), dtype=bool))
+            if ok.any():
+                return new[np.argmax(ok)]
+        return canvas[0] + np.array([0.0, 0.0, 0.5 * (lo + hi)])
+
+    def generate(self, n: int, rng=None, seeds: Sequence[Atoms] | None = None) -> list[Atoms]:
+        """``n`` candidates of ``N`` atoms grown from the ``(N−1)``-atom seeds (drawn uniformly).
+
+        Each carries ``info["generator"] = "megen"``, ``seed_index``, the action, and
+        ``predicted_energy`` (eV) when a calculator scored it (``oversample > 1``).
+        """
+        rng = self._rng_for(rng)
+        seeds = list(seeds) if seeds is not None else self.seeds
+        want = n * max(self.oversample, 1)
+        filt = DuplicateFilter(self.dedupe, energy_tol=None) if self.dedupe else None
+        kept: list[Atoms] = []
+        for _round in range(5):
+            need = want - len(kept)
+            if need <= 0:
+                break
+            pick = rng.integers(len(seeds), size=need)
+            grown = self.place([seeds[i] for i in pick], rng)
+            for atoms, i in zip(grown, pick):
+                atoms.info["seed_index"] = int(i)
+                if filt is None or filt.add(atoms):
+                    kept.append(atoms)
+        if len(kept) < want:   # few distinct sites exist: allow duplicates to fill the request
+            pick = rng.integers(len(seeds), size=want - len(kept))
+            kept += self.place([seeds[i] for i in pick], rng)
+        if self.oversample > 1:
+            if self.calculator is None:
+                raise ValueError("oversample > 1 screens candidates by predicted energy; give "
+                                 "MeGen a calculator (e.g. calculator=DART.load(path))")
+            energies = energies_of(kept, self.calculator)
+            for atoms, e in zip(kept, energies):
+                atoms.info["predicted_energy"] = float(e)
+            kept = [kept[i] for i in np.argsort(energies)[:n]]
+        return kept[:n]
+
+    def grow(self, seeds: Sequence[Atoms], n_atoms: int, rng=None,
+             keep: int | None = None) -> list[Atoms]:
+        """Place atoms one by one until every structure has ``n_atoms`` atoms (no relaxation).
+
+        With ``keep`` and a calculator, only the ``keep`` lowest predicted energies survive each
+        size (a beam search)."""
+        rng = self._rng_for(rng)
+        current = list(seeds)
+        while current and len(current[0]) < n_atoms:
+            width = len(current) if keep is None else max(keep * 4, len(current))
+            pick = rng.integers(len(current), size=width) if keep else np.arange(len(current))
+            current = self.place([current[i] for i in pick], rng)
+            if keep is not None and self.calculator is not None:
+                current = unique(current, method="paper", energy_tol=None)
+                e = energies_of(current, self.calculator)
+                for a, ei in zip(current, e):
+                    a.info["predicted_energy"] = float(ei)
+                current = [current[i] for i in np.argsort(e)[:keep]]
+        return current
+
+    def iterate(self, target_size: int, relax_calculator=None, start=None,
+                per_size: int = 50, keep: int = 10, window: float = 1.0, fmax: float = 0.05,
+                steps: int = 500, relax: Callable | None = None, rng=None,
+                callback: Callable | None = None) -> dict[int, list[Atoms]]:
+        """Iterative growth from scratch (paper, Table 2): from ``start`` (a dimer by default) up
+        to ``target_size`` atoms; at every size ``per_size`` candidates are generated, relaxed
+        with ``relax_calculator``, deduplicated, and the unique minima within ``window`` eV of the
+        lowest (at most ``keep``) seed the next size.
+
+        Returns ``{size: unique relaxed minima sorted by energy}`` (``info["energy"]`` in eV).
+        ``relax(images) -> list[Atoms]`` replaces the default sequential FIRE relaxation (e.g.
+        a wrapper around :func:`ase_mlgen.search.relax.relax_many`).
+        """
+        rng = self._rng_for(rng)
+        calc = relax_calculator if relax_calculator is not None else self.calculator
+        if relax is None:
+            if calc is None:
+                raise ValueError("iterate() relaxes candidates: give relax_calculator")
+            relax = lambda images: _default_relax(images, calc, fmax, steps)  # noqa: E731
+        pool = read_seeds(start, self.element)
+        results: dict[int, list[Atoms]] = {}
+        size = len(pool[0])
+        while size < target_size:
+            size += 1
+            candidates = self.generate(per_size, rng=rng, seeds=pool)
+            relaxed = relax(candidates)
+            minima = unique(sorted(relaxed, key=lambda a: a.info["energy"]), method="paper",
+                            energy_tol=0.02)
+            results[size] = minima
+            emin = minima[0].info["energy"]
+            pool = [m for m in minima if m.info["energy"] <= emin + window][:keep]
+            if callback is not None:
+                callback(size, minima)
+        return results
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, run_dir: str | os.PathLike, seeds=None, calculator=None,
+              background: bool = False, resume: bool = False, **hyper):
+        """PPO training (see :mod:`ase_mlgen.generators.megen.ppo` for the hyper-parameters).
+
+        ``calculator`` (or the MeGen's) must be a spec string (``"dart:PATH"``, ``"gap:PATH"``,
+        ``"emt"``) so that a background process can rebuild it. Returns ``self`` with the trained
+        policy (foreground) or a :class:`~ase_mlgen.jobs.Job` whose ``result()`` is a new MeGen.
+        """
+        from ase.io import write
+
+        from ase_mlgen.jobs import submit
+
+        calc = calculator if calculator is not None else self.calculator
+        if not isinstance(calc, str):
+            raise ValueError("MeGen.train needs the reward calculator as a spec string "
+                             "('dart:PATH', 'gap:PATH', 'emt', 'lj') so that a background run can "
+                             "rebuild it")
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        seed_file = run_dir / "seeds.xyz"
+        if not resume or not seed_file.exists():
+            write(seed_file, read_seeds(seeds, self.element) if seeds is not None
+                  else self.seeds)
+        config = {"calculator": calc, "seeds": str(seed_file), "element": self.element,
+                  "rules": self.rules.todict(), "policy": _policy_overrides(self.policy),
+                  "device": str(self.device) if hyper.get("device") is None
+                  else hyper["device"], **{k: v for k, v in hyper.items() if k != "device"}}
+        job = submit("ase_mlgen.generators.megen.ppo:train_task", config, run_dir,
+                     background=background, resume=resume,
+                     loader="ase_mlgen.generators.megen.ppo:load_run")
+        if background:
+            return job
+        trained = job.result()
+        self.policy = trained.policy.to(self.device).eval()
+        return self
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        from ase_mlgen.utils.io import atomic_torch_save
+
+        return atomic_torch_save({"format": "ase_mlgen.megen", "version": FORMAT_VERSION,
+                                  "policy": self.policy.state(), "rules": self.rules.todict(),
+                                  "element": self.element}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto", **kwargs) -> "MeGen":
+        """A MeGen from :meth:`save` or from a training checkpoint."""
+        from ase_mlgen.utils.device import resolve_device
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"MeGen model file {path} not found")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "policy" not in state \
+                or "config" not in state.get("policy", {}):
+            raise ValueError(f"{path} is not a MeGen model or training checkpoint")
+        policy = MeGenPolicy.from_state(state["policy"], device=resolve_device(device))
+        rules = PlacementRules.fromdict(state["rules"])
+        element = state.get("element") or state["policy"]["config"]["species"][0]
+        if "pool" in state and "seeds" not in kwargs:
+            kwargs["seeds"] = state["pool"]
+        return cls(policy=policy, rules=rules, element=element, device=device, **kwargs)
+
+    # -- search feedback -------------------------------------------------------------------
+    def observe(self, atoms: Atoms, energy: float) -> None:  # pragma: no cover - see search
+        """No-op for a plain MeGen; :class:`SearchMeGen` uses it to reseed from minima."""
+
+
+def _policy_overrides(policy: MeGenPolicy) -> dict:
+    cfg = dict(policy.config)
+    cfg.pop("species", None)
+    return cfg
+
+
+class SearchMeGen:
+    """MeGen as a ``GeneratorSearch`` generator for a fixed size ``N``.
+
+    Seeds of ``N−1`` atoms come from, in order of preference: the ``seeds`` given; the minima the
+    search reports through :meth:`observe` (each low-energy ``N``-atom minimum minus one atom —
+    the policy then re-places it, a learned relocation move); otherwise growth from a dimer by
+    the policy (a beam search on predicted energies when a reward calculator is given).
+    """
+
+    name = "megen"
+
+    def __init__(self, megen: MeGen, n_atoms: int, seeds=None, keep: int = 8,
+                 window: float = 0.5, beam: int = 16, random_state: int | None = None):
+        self.megen, self.n_atoms = megen, n_atoms
+        self.keep, self.window, self.beam = keep, window, beam
+        self.random_state = random_state
+        self._rng = np.random.default_rng(random_state)
+        self.given = read_seeds(seeds, megen.element) if seeds is not None else None
+        self.minima: list[tuple[float, Atoms]] = []
+        self._grown: list[Atoms] | None = None
+
+    def observe(self, atoms: Atoms, energy: float) -> None:
+        """Report a relaxed ``N``-atom minimum (eV) found by the search."""
+        if len(atoms) != self.n_atoms:
+            return
+        filt = DuplicateFilter("paper", energy_tol=0.02)
+        for e, m in self.minima:
+            m.info["energy"] = e
+            filt.add(m)
+        a = atoms.copy()
+        a.calc = None
+        a.info = {"energy": float(energy)}
+        if filt.add(a):
+            self.minima.append((float(energy), a))
+            self.minima.sort(key=lambda t: t[0])
+            self.minima = self.minima[:4 * self.keep]
+
+    def _seed_pool(self, rng) -> list[Atoms]:
+        if self.given is not None:
+            return self.given
+        if self.minima:
+            emin = self.minima[0][0]
+            low = [m for e, m in self.minima if e <= emin + self.window][:self.keep]
+            pool = []
+            for m in low:
+                d = m.get_all_distances()
+                coordination = (d < self.megen.rules.windows[0][1]).sum(1) - 1
+                # prefer removing weakly bound atoms (lowest coordination first)
+                for i in np.argsort(coordination, kind="stable")[:max(3, len(m) // 3)]:
+                    pool.append(m[[j for j in range(len(m)) if j != i]])
+            return pool
+        if self._grown is None:
+            start = dimer(self.megen.element, self.megen.rules.bond_length)
+            keep = self.beam if self.megen.calculator is not None else None
+            self._grown = self.megen.grow([start] * (keep or self.beam), self.n_atoms - 1,
+                                          rng=np.random.default_rng(self.random_state),
+                                          keep=keep)
+        return self._grown
+
+    def generate(self, n: int, rng=None) -> list[Atoms]:
+        rng = as_rng(rng, self._rng)
+        if self.n_atoms == 1:
+            return [tag(Atoms(self.megen.element), "megen") for _ in range(n)]
+        if self.n_atoms == 2:
+            return [tag(dimer(self.megen.element, self.megen.rules.bond_length), "megen")
+                    for _ in range(n)]
+        return self.megen.generate(n, rng=rng, seeds=self._seed_pool(rng))
+
+
+def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMeGen:
+    """The ``megen`` method of ``ase-mlgen search``.
+
+    Options (``--option KEY=VALUE``): ``model`` (``--model PATH``: a trained MeGen; without it an
+    untrained policy that only obeys the placement rules), ``seeds`` (file of ``N−1``-atom seeds),
+    ``reward`` (calculator spec for screening, e.g. ``dart:PATH``), ``oversample`` (int),
+    ``keep``, ``window`` (eV), ``focal`` (``random``/``learned``), ``device``.
+    """
+    symbols = set(template.get_chemical_symbols())
+    if len(symbols) != 1:
+        raise ValueError(f"MeGen grows mono-elemental clusters; got {template.get_chemical_formula()}")
+    element = symbols.pop()
+    model = option(options, "model", None, str)
+    reward = option(options, "reward", None, str)
+    kwargs = dict(calculator=reward, oversample=option(options, "oversample", 1, int),
+                  random_state=seed, device=option(options, "device", "auto", str))
+    if model:
+        megen = MeGen.load(model, **kwargs)
+        if megen.element != element:
+            raise ValueError(f"MeGen model {model} grows {megen.element}; the system is {element}")
+    else:
+        megen = MeGen(element=element, focal=option(options, "focal", "random", str), **kwargs)
+    return SearchMeGen(megen, len(template), seeds=option(options, "seeds", None, str),
+                       keep=option(options, "keep", 8, int),
+                       window=option(options, "window", 0.5, float), random_state=seed)

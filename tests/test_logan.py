@@ -1,0 +1,360 @@
+"""LoGAN: networks, generation in the box/cell, rotation invariance, training, save/load, jobs,
+CLI, the search generator, the representatives filter and molecule identity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from ase_mlgen.generators.logan.nets import Critic, Generator
+from ase_mlgen.structures.molecules import (C5H12O_ISOMERS, bond_graph, classify_c5h12o,
+                                            is_valid_molecule, same_molecule, unique_molecules)
+
+TINY = dict(epochs=4, rattle=2, batch_size=4, n_critic=2, n_penalty=2, r_cut=4.0, n_max=3,
+            max_neighbours=8, generator_layers=(32, 16), critic_layers=(16, 8), log_every=1,
+            checkpoint_every=2, device="cpu")
+
+
+def _descriptor_available() -> bool:
+    try:
+        from ase_mlgen.descriptors import SphericalBessel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_descriptor = pytest.mark.skipif(not _descriptor_available(),
+                                      reason="ase_mlgen.descriptors.SphericalBessel is missing")
+
+
+def training_molecules():
+    return [molecule("CH3CH2OH"), molecule("CH3OCH3")]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from ase_mlgen.generators.logan import LoGAN
+
+    if not _descriptor_available():
+        pytest.skip("ase_mlgen.descriptors.SphericalBessel is missing")
+    return LoGAN(random_state=0, **TINY).fit(training_molecules(), composition="C3H8O")
+
+
+# -- networks ---------------------------------------------------------------------------------
+def test_generator_and_critic_shapes():
+    g = Generator(n_atoms=18)
+    z = torch.randn(7, 20)
+    x = g(z)
+    assert x.shape == (7, 18, 3)
+    assert float(x.detach().min()) > 0 and float(x.detach().max()) < 1
+    assert [m.out_features for m in g.net if isinstance(m, torch.nn.Linear)] == \
+        [512, 256, 128, 64, 32, 54]
+    c = Critic(n_features=30)
+    assert c(torch.randn(7, 18, 30)).shape == (7, 18)
+    assert [m.out_features for m in c.net if isinstance(m, torch.nn.Linear)] == \
+        [256, 128, 64, 32, 1]
+
+
+def test_parameters_are_checked():
+    from ase_mlgen.generators.logan import LoGAN
+
+    with pytest.raises(ValueError, match="unknown LoGAN parameter"):
+        LoGAN(n_crit=5)
+    with pytest.raises(ValueError, match="radial"):
+        LoGAN(radial="cosine")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LoGAN().generate(2)
+
+
+def test_parse_composition():
+    from ase_mlgen.generators.logan import parse_composition
+
+    assert parse_composition("C5H12O") == [6] * 5 + [1] * 12 + [8]
+    assert parse_composition({"Si": 2, "O": 4}) == [14, 14, 8, 8, 8, 8]
+    assert parse_composition(molecule("H2O")) == [8, 1, 1]
+
+
+# -- fitted model -----------------------------------------------------------------------------
+@needs_descriptor
+def test_generate_molecules_inside_box(fitted):
+    images = fitted.generate(50, random_state=1)
+    assert len(images) == 50
+    box = np.diag(fitted.cell)
+    for atoms in images:
+        assert atoms.get_chemical_formula() == "C3H8O"
+        assert atoms.info["generator"] == "logan"
+        assert not atoms.pbc.any()
+        assert np.all(atoms.positions >= 0) and np.all(atoms.positions <= box)
+    # reproducible with a seed, different without
+    a = fitted.generate_positions(3, random_state=5)
+    b = fitted.generate_positions(3, random_state=5)
+    assert np.allclose(a, b)
+
+
+@needs_descriptor
+def test_generate_crystal_inside_cell():
+    from ase_mlgen.generators.logan import LoGAN
+
+    train = [bulk("NaCl", "rocksalt", a=5.64, cubic=True),
+             bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((1, 1, 2))]
+    cell = np.array([[5.6, 0.3, 0.0], [0.0, 5.7, 0.0], [0.2, 0.0, 5.5]])
+    model = LoGAN(random_state=0, **TINY).fit(train, composition="Na4Cl4", cell=cell)
+    assert model.periodic
+    for atoms in model.generate(20, random_state=2):
+        assert atoms.pbc.all()
+        assert np.allclose(atoms.cell.array, cell)
+        frac = atoms.get_scaled_positions(wrap=False)
+        assert np.all(frac >= -1e-9) and np.all(frac < 1 + 1e-9)
+
+
+@needs_descriptor
+def test_critic_invariant_to_rotation(fitted):
+    atoms = fitted.generate(1, random_state=3)[0]
+    rotated = atoms.copy()
+    rotated.rotate(73, (1, 2, 3), center="COP")
+    rotated.rotate(31, "z", center="COP")
+    moved = atoms.copy()
+    moved.translate((1.3, -0.4, 2.0))
+    s = fitted.critic_scores([atoms, rotated, moved])
+    assert np.allclose(s[0], s[1], atol=1e-4)
+    assert np.allclose(s[0], s[2], atol=1e-4)
+
+
+@needs_descriptor
+def test_tiny_fit_reduces_wasserstein():
+    from ase_mlgen.generators.logan import LoGAN
+
+    params = {**TINY, "epochs": 60, "log_every": 10, "lr_generator": 1e-3, "lr_critic": 1e-3,
+              "generator_layers": (64, 32)}
+    model = LoGAN(random_state=0, **params).fit(training_molecules(), composition="C3H8O")
+    w = [r["wasserstein"] for r in model.history]
+    assert len(w) == 6 and np.all(np.isfinite(w))
+    assert w[-1] < w[0]
+    assert model.fit_seconds > 0
+
+
+@needs_descriptor
+def test_save_load_roundtrip(fitted, tmp_path):
+    from ase_mlgen.generators.logan import LoGAN
+
+    path = fitted.save(tmp_path / "model.pt")
+    loaded = LoGAN.load(path, device="cpu")
+    assert loaded.formula == fitted.formula == "C3H8O"
+    assert np.allclose(loaded.generate_positions(4, random_state=9),
+                       fitted.generate_positions(4, random_state=9), atol=1e-6)
+    atoms = fitted.generate(2, random_state=4)
+    assert np.allclose(loaded.critic_scores(atoms), fitted.critic_scores(atoms), atol=1e-5)
+    with pytest.raises(FileNotFoundError):
+        LoGAN.load(tmp_path / "missing.pt")
+
+
+@needs_descriptor
+def test_training_job_ensemble_and_resume(tmp_path):
+    from ase_mlgen.generators.logan import LoGAN, LoGANEnsemble, train_ensemble
+    from ase_mlgen.jobs import RunDirectory
+
+    run = tmp_path / "run"
+    job = train_ensemble(training_molecules(), "C3H8O", None, run_dir=run, n_models=2,
+                         **TINY)
+    ens = job.result()
+    assert isinstance(ens, LoGANEnsemble) and len(ens) == 2
+    assert ens.models[0].params["r_cut"] != ens.models[1].params["r_cut"]
+    images = ens.generate(6, random_state=0)
+    assert len(images) == 6 and {a.info["model"] for a in images} == {0, 1}
+    assert RunDirectory(run / "member_00").last_checkpoint.exists()
+    # a finished run is refused without resume; with resume the finished members are kept
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_ensemble(training_molecules(), "C3H8O", None, run_dir=run, n_models=2, **TINY)
+    job = train_ensemble(training_molecules(), "C3H8O", None, run_dir=run, n_models=2,
+                         resume=True, **TINY)
+    assert isinstance(job.result(), LoGANEnsemble)
+    one = LoGAN.train(training_molecules(), "C3H8O", run_dir=tmp_path / "one", **TINY)
+    assert isinstance(one.result(), LoGAN)
+
+
+@needs_descriptor
+def test_resume_from_checkpoint_continues(tmp_path):
+    from ase_mlgen.generators.logan import LoGAN
+    from ase_mlgen.jobs import RunDirectory
+
+    rd = RunDirectory(tmp_path / "m")
+    LoGAN(random_state=0, **{**TINY, "epochs": 2}).fit(training_molecules(), "C3H8O",
+                                                         run_dir=rd)
+    model = LoGAN(random_state=0, **{**TINY, "epochs": 4}).fit(training_molecules(), "C3H8O",
+                                                               run_dir=rd, resume=True)
+    epochs = [r["epoch"] for r in rd.records()]
+    assert epochs == [1, 2, 3, 4]
+    assert model.history[-1]["epoch"] == 4
+
+
+@needs_descriptor
+def test_cli_train_and_generate(tmp_path, capsys):
+    from ase.io import read, write
+
+    from ase_mlgen.cli.main import main
+
+    data = tmp_path / "train.extxyz"
+    write(data, training_molecules())
+    run = tmp_path / "run"
+    assert main(["logan", "train", str(data), "--composition", "C3H8O", "--out", str(run),
+                 "--epochs", "2", "--n-max", "3", "--r-cut", "4", "--device", "cpu"]) == 0
+    out = tmp_path / "gen.extxyz"
+    assert main(["logan", "generate", str(run), "-n", "40", "-o", str(out),
+                 "--select", "5"]) == 0
+    images = read(out, ":")
+    assert 1 <= len(images) <= 5
+    assert all(a.get_chemical_formula() == "C3H8O" for a in images)
+
+
+@needs_descriptor
+def test_search_generator_protocol(fitted, tmp_path):
+    from ase_mlgen.generators.logan import make_search_generator
+
+    path = fitted.save(tmp_path / "m.pt")
+    template = Atoms("C3H8O")
+    gen = make_search_generator(template, 0, {"model": str(path)})
+    images = gen.generate(3)
+    assert len(images) == 3
+    for atoms in images:
+        assert atoms.info["generator"] == "logan"
+        assert not atoms.pbc.any() and np.allclose(atoms.positions.mean(axis=0), 0, atol=1e-9)
+    again = make_search_generator(template, 0, {"model": str(path)}).generate(3)
+    assert np.allclose(images[0].positions, again[0].positions)
+    with pytest.raises(ValueError, match="template"):
+        make_search_generator(Atoms("C2H6O"), 0, {"model": str(path)})
+    with pytest.raises(ValueError, match="model"):
+        make_search_generator(template, 0, {})
+
+
+# -- representatives --------------------------------------------------------------------------
+@needs_descriptor
+def test_representatives_distinct_and_drop_overlaps():
+    from ase_mlgen.select import representatives, too_close
+
+    rng = np.random.default_rng(0)
+    base = molecule("CH3CH2OH")
+    images = []
+    for i in range(30):
+        a = base.copy()
+        a.positions += rng.normal(0, 0.15, a.positions.shape)
+        images.append(a)
+    bad = []
+    for i in range(5):
+        a = base.copy()
+        a.positions[1] = a.positions[0] + [0.1, 0, 0]  # two carbons 0.1 Å apart
+        images.append(a)
+        bad.append(len(images) - 1)
+    images.append(images[0].copy())  # an exact duplicate
+    assert too_close(images[bad[0]]) and not too_close(images[0])
+    picked, info = representatives(images, 8, return_info=True)
+    assert len(picked) == 8
+    sources = [a.info["source_index"] for a in picked]
+    assert len(set(sources)) == 8
+    assert not set(sources) & set(bad)
+    assert info["n_dropped"] == 5
+    assert info["pca"].shape[1] == 2
+    # more clusters than distinct structures: all of them, once
+    few = representatives(images[:3] + [images[0].copy()], 10)
+    assert len(few) == 3
+
+
+@needs_descriptor
+def test_representatives_any_generator_and_crystals():
+    from ase_mlgen.select import representatives
+
+    rng = np.random.default_rng(1)
+    images = []
+    for i in range(12):
+        a = bulk("Si", "diamond", a=5.43, cubic=True)
+        a.rattle(0.1, seed=int(rng.integers(1000)))
+        a.info["generator"] = "random"
+        images.append(a)
+    picked = representatives(images, 4, min_distance=1.5)
+    assert len(picked) == 4 and all(a.info["generator"] == "random" for a in picked)
+
+
+# -- molecule identity ------------------------------------------------------------------------
+def _add_methyl(atoms: Atoms, h_index: int) -> Atoms:
+    """Replace hydrogen ``h_index`` by a CH3 group (tetrahedral, C–C 1.53 Å, C–H 1.09 Å)."""
+    d = atoms.get_distances(h_index, range(len(atoms)))
+    d[h_index] = np.inf
+    parent = int(np.argmin(d))
+    u = atoms.positions[h_index] - atoms.positions[parent]
+    u /= np.linalg.norm(u)
+    c = atoms.positions[parent] + 1.53 * u
+    p = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+    p /= np.linalg.norm(p)
+    q = np.cross(u, p)
+    hs = []
+    for k in range(3):
+        phi = 2 * np.pi * k / 3
+        direction = u * np.cos(np.radians(70.5)) + np.sin(np.radians(70.5)) * (
+            np.cos(phi) * p + np.sin(phi) * q)
+        hs.append(c + 1.09 * direction)
+    keep = [i for i in range(len(atoms)) if i != h_index]
+    symbols = [atoms.get_chemical_symbols()[i] for i in keep] + ["C", "H", "H", "H"]
+    return Atoms(symbols, positions=np.vstack([atoms.positions[keep], [c], hs]))
+
+
+def _h_on(atoms: Atoms, heavy: int) -> list[int]:
+    graph = bond_graph(atoms)
+    return [j for j in graph.neighbors(heavy) if atoms[j].symbol == "H"]
+
+
+def test_bond_graph_identity_of_isomers():
+    ethanol, ether = molecule("CH3CH2OH"), molecule("CH3OCH3")
+    assert is_valid_molecule(ethanol) and is_valid_molecule(ether)
+    assert not same_molecule(ethanol, ether)
+    moved = ethanol.copy()
+    moved.rotate(40, "x")
+    moved.positions += 3.0
+    assert same_molecule(ethanol, moved)
+    shuffled = ethanol[np.random.default_rng(0).permutation(len(ethanol))]
+    assert same_molecule(ethanol, shuffled)
+    assert unique_molecules([ethanol, ether, moved, shuffled]) == [[0, 2, 3], [1]]
+    broken = ethanol.copy()
+    broken.positions[0] += [4.0, 0, 0]  # a carbon pulled away: fragments
+    assert not is_valid_molecule(broken)
+
+
+def _grow(base: Atoms, heavy_sequence: list[int]) -> Atoms:
+    atoms = base.copy()
+    for heavy in heavy_sequence:
+        atoms = _add_methyl(atoms, _h_on(atoms, heavy)[0])
+    return atoms
+
+
+def test_c5h12o_isomers_are_distinguished():
+    assert len(C5H12O_ISOMERS) == 14
+    assert sum(v["kind"] == "alcohol" for v in C5H12O_ISOMERS.values()) == 8
+    ethanol = molecule("CH3CH2OH")
+    symbols = ethanol.get_chemical_symbols()
+    o = symbols.index("O")
+    c_oh = [i for i in bond_graph(ethanol).neighbors(o) if symbols[i] == "C"][0]
+    c_me = [i for i, s in enumerate(symbols) if s == "C" and i != c_oh][0]
+    # grow a carbon chain from the methyl end: ethanol -> propan-1-ol -> ... -> pentan-1-ol
+    atoms = ethanol.copy()
+    tip = c_me
+    for _ in range(3):
+        atoms = _add_methyl(atoms, _h_on(atoms, tip)[0])
+        tip = len(atoms) - 4  # the new carbon
+    assert classify_c5h12o(atoms) == "pentan-1-ol"
+    # three methyls on the carbinol carbon's neighbour: 2,2-dimethylpropan-1-ol
+    atoms = ethanol.copy()
+    for _ in range(3):
+        atoms = _add_methyl(atoms, _h_on(atoms, c_me)[0])
+    assert classify_c5h12o(atoms) == "2,2-dimethylpropan-1-ol"
+    # methyl ether + three methyls on one carbon: MTBE
+    ether = molecule("CH3OCH3")
+    c0 = [i for i, s in enumerate(ether.get_chemical_symbols()) if s == "C"][0]
+    atoms = ether.copy()
+    for _ in range(3):
+        atoms = _add_methyl(atoms, _h_on(atoms, c0)[0])
+    assert classify_c5h12o(atoms) == "2-methoxy-2-methylpropane"
+    assert not same_molecule(atoms, _grow(ethanol, [c_me, c_me, c_me]))
+    # wrong formula or broken molecule: None
+    assert classify_c5h12o(ethanol) is None
+    atoms.positions[0] += [5.0, 0, 0]
+    assert classify_c5h12o(atoms) is None
