@@ -81,8 +81,13 @@ class CountingCalculator(Calculator):
             wanted.add("free_energy")
         start = time.perf_counter()
         try:
-            for prop in sorted(wanted, key=lambda p: (p != "forces", p)):
-                self.calc.get_property(prop, self.atoms)
+            if isinstance(self.calc, Calculator):
+                # the wrapper already decided that this geometry is new: skip the inner
+                # calculator's own state comparison (as Calculator.get_property would call it)
+                self.calc.calculate(self.atoms.copy(), sorted(wanted), system_changes)
+            else:
+                for prop in sorted(wanted, key=lambda p: (p != "forces", p)):
+                    self.calc.get_property(prop, self.atoms)
         finally:
             self.counter.seconds += time.perf_counter() - start
         self.counter.calls += 1

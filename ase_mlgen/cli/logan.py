@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 
@@ -60,8 +61,15 @@ def run_generate(args: argparse.Namespace) -> int:
         from ase_mlgen.select import representatives
 
         t0 = time.perf_counter()
-        images = representatives(images, args.select, random_state=args.seed)
+        md = args.min_distance
+        min_distance = "covalent" if md is None else (None if md <= 0 else md)
+        images = representatives(images, args.select, random_state=args.seed,
+                                 min_distance=min_distance)
         info.update({"selected": len(images), "select_seconds": round(time.perf_counter() - t0, 3)})
+        if not images:
+            print("ase-mlgen logan generate: every generated structure had overlapping atoms; "
+                  "train longer or pass --min-distance 0", file=sys.stderr)
+            return 1
     write(args.output, images, format="extxyz")
     info["output"] = str(args.output)
     print(json.dumps(info))
@@ -104,6 +112,9 @@ def register(subparsers) -> None:
     g.add_argument("-o", "--output", required=True, help="output file (extxyz)")
     g.add_argument("--select", type=int, metavar="K",
                    help="keep K representatives (PCA + k-means, overlapping atoms dropped)")
+    g.add_argument("--min-distance", dest="min_distance", type=float,
+                   help="with --select: drop structures with atoms closer than this (Å); "
+                        "default 0.5 x the sum of covalent radii; 0 keeps all")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.set_defaults(func=run_generate)

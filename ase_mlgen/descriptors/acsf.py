@@ -157,29 +157,30 @@ class ACSF(LocalDescriptor):
 
         blocks = []
         # ---- two-body: G1, G2, G3 summed over neighbours of each element
-        cols = []
+        if s == 1:
+            def reduce(t):  # (BN, M, K) -> (BN, 1, K), weights fc
+                t = t.mul_(fc[..., None]) if inplace else t * fc[..., None]
+                return t.sum(dim=1, keepdim=True)
+        else:
+            wsp = torch.nn.functional.one_hot(spec, s).to(dt) * fc[..., None]  # (BN, M, S)
+
+            def reduce(t):
+                return wsp.transpose(1, 2) @ t  # (BN, S, K)
+        parts = []
         rr = r.reshape(bn, m, 1)
         if self.g1:
-            cols.append(torch.ones_like(rr))
+            parts.append(reduce(torch.ones_like(rr)))
         if len(self.g2_params):
             eta = torch.as_tensor(self.g2_params[:, 0], dtype=dt, device=dev)
             rs = torch.as_tensor(self.g2_params[:, 1], dtype=dt, device=dev)
             d = rr - rs
-            if inplace:
-                cols.append(d.mul_(d).mul_(-eta).exp_())
-            else:
-                cols.append(torch.exp(-eta * d * d))
+            parts.append(reduce(d.mul_(d).mul_(-eta).exp_() if inplace
+                                else torch.exp(-eta * d * d)))
         if len(self.g3_params):
             kappa = torch.as_tensor(self.g3_params, dtype=dt, device=dev)
-            cols.append(torch.cos(rr * kappa))
-        if cols:
-            t = cols[0] if len(cols) == 1 else torch.cat(cols, dim=-1)  # (BN, M, K)
-            if s == 1:
-                t = t.mul_(fc[..., None]) if inplace else t * fc[..., None]
-                two = t.sum(dim=1)
-            else:
-                onehot = torch.nn.functional.one_hot(spec, s).to(dt) * fc[..., None]
-                two = torch.einsum("bms,bmk->bsk", onehot, t)
+            parts.append(reduce(torch.cos(rr * kappa)))
+        if parts:
+            two = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # (BN, S, K)
             blocks.append(two.reshape(b, n, s * self.n_radial))
 
         # ---- three-body: G4, G5 per unordered neighbour-element pair
@@ -223,7 +224,7 @@ class ACSF(LocalDescriptor):
             rad = torch.exp(-etas[None, :, None] * s2[:, None, :])[:, :, None, :] \
                 * fpair[:, None, :, :]
             u, ne = ang.shape[1], len(etas)
-            q = (ang[:, :, None, :] * rad.reshape(bn, 1, ne * npt, -1)).sum(-1)  # (BN, U, E*T)
+            q = ang @ rad.reshape(bn, ne * npt, -1).transpose(1, 2)  # (BN, U, E*T)
             q = q.reshape(bn, u, ne, npt)
             a_idx = torch.as_tensor(self._ang5_idx, device=dev)
             e_idx = torch.as_tensor(self._eta5_idx, device=dev)

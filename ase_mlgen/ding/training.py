@@ -87,6 +87,18 @@ def prepare_run(model, table, val, run_dir: Path, resume: bool) -> dict:
             "source": table.source}
 
 
+def _truncate_log(rd, last_epoch: int) -> None:
+    """Drop log records of epochs after the checkpoint (an interruption between logging an
+    epoch and checkpointing it), so that a resumed run logs every epoch once."""
+    from ase_mlgen.utils.io import atomic_write
+
+    records = rd.records()
+    keep = [r for r in records if r.get("epoch", 0) <= last_epoch]
+    if len(keep) != len(records) or (rd.log_path.exists() and not records):
+        atomic_write(rd.log_path, lambda fh: fh.write(
+            "".join(json.dumps(r) + "\n" for r in keep)), mode="w")
+
+
 def _stages(model) -> list[tuple[str, str | None, int, bool]]:
     """``(name, property or None, epochs, dropout on)`` of each training stage."""
     stages = [("generator", None, model.epochs, False)]
@@ -138,12 +150,15 @@ def train_task(rd, config: dict, resume: bool) -> dict:
 
     start_stage, start_epoch, global_epoch = 0, 0, 0
     ck = rd.load_checkpoint() if resume else None
+    if resume and ck is None:
+        _truncate_log(rd, 0)
     if ck is not None:
         gen.load_state_dict(ck["generator"])
         for p, m in preds.items():
             m.load_state_dict(ck["predictors"][p])
         start_stage, start_epoch, global_epoch = ck["stage"], ck["epoch"], ck["global_epoch"]
         torch.set_rng_state(ck["torch_rng"])
+        _truncate_log(rd, global_epoch)
 
     def stage_module(prop):
         return gen if prop is None else preds[prop]

@@ -195,8 +195,20 @@ class LoGAN:
         out = desc.forward_batch(positions, numbers, cell, self.periodic)
         if self._feature_mean is not None:
             out = (out - self._feature_mean) / self._feature_std
+        if not self._append_onehot:
+            return out
         onehot = self._onehot(numbers).to(out.dtype)
         return torch.cat([out, onehot.expand(out.shape[0], -1, -1)], dim=-1)
+
+    @property
+    def _append_onehot(self) -> bool:
+        """False for descriptors whose features already end with the centre's one-hot species
+        (SphericalBessel); True for any other descriptor object."""
+        return type(self.descriptor).__name__ != "SphericalBessel"
+
+    @property
+    def _n_onehot(self) -> int:
+        return len(self.species) if self._append_onehot else 0
 
     def _onehot(self, numbers: torch.Tensor) -> torch.Tensor:
         index = {z: i for i, z in enumerate(self.species)}
@@ -264,6 +276,8 @@ class LoGAN:
             out[:, idx] = pool[pick.to(pool.device)]
         if self._feature_mean is not None:
             out = (out - self._feature_mean) / self._feature_std
+        if not self._append_onehot:
+            return out
         onehot = self._onehot(self._numbers_t).to(out.dtype).expand(batch, -1, -1)
         return torch.cat([out, onehot], dim=-1)
 
@@ -311,7 +325,7 @@ class LoGAN:
                 torch.manual_seed(int(self.random_state))
             self.generator = Generator(len(self.numbers), p["latent_dim"],
                                        p["generator_layers"], p["generator_slope"]).to(dev)
-            self.critic = Critic(self._n_features + len(self.species), p["critic_layers"],
+            self.critic = Critic(self._n_features + self._n_onehot, p["critic_layers"],
                                  p["critic_slope"]).to(dev)
 
     def fit(self, images: Sequence[Atoms] | Atoms, composition=None, cell=None, pbc=None,
@@ -355,7 +369,8 @@ class LoGAN:
         opt_g = torch.optim.RMSprop(self.generator.parameters(), lr=p["lr_generator"])
         opt_c = torch.optim.RMSprop(self.critic.parameters(), lr=p["lr_critic"])
 
-        rd = RunDirectory(run_dir) if run_dir is not None else None
+        rd = (run_dir if isinstance(run_dir, RunDirectory) or run_dir is None
+              else RunDirectory(run_dir))
         start_epoch = 0
         if rd is not None and resume:
             state = rd.load_checkpoint("last", map_location=dev)
@@ -457,18 +472,20 @@ class LoGAN:
         opt.step()
         return float(gp.detach())
 
-    def wasserstein_estimate(self, images: Sequence[Atoms], n: int = 500,
-                             seed: int = 0) -> float:
+    def wasserstein_estimate(self, images: Sequence[Atoms], n: int = 500, seed: int = 0,
+                             generator: "LoGAN | None" = None) -> float:
         """Critic estimate of the Wasserstein distance between real and generated environments
         (mean score of ``n`` structures resampled from the pools of ``images``, normally the
-        training images, minus that of ``n`` generated ones)."""
+        training images, minus that of ``n`` generated ones). ``generator``: judge the
+        structures of another model of the same composition with this model's critic."""
         self._check_fitted()
         gen = torch.Generator().manual_seed(seed)
         pools = self._build_pools(list(images), np.random.default_rng(seed))
         with torch.no_grad():
             real = self._sample_real(pools, n, gen)
-            z = torch.randn(n, self.params["latent_dim"], generator=gen).to(self.device)
-            pos = self._positions(self.generator(z))
+            source = generator if generator is not None else self
+            z = torch.randn(n, source.params["latent_dim"], generator=gen).to(self.device)
+            pos = self._positions(source.generator.to(self.device)(z))
             fake = self._describe(pos, self._numbers_t,
                                   self._cell_tensor(n) if self.periodic else None)
             return float(self._score(real).mean() - self._score(fake).mean())

@@ -99,7 +99,7 @@ class MeGen:
 
     def __init__(self, seeds=None, calculator=None, policy=None, element: str = "Ga",
                  rules: PlacementRules | None = None, focal: str = "random",
-                 oversample: int = 1, dedupe: str | None = "paper", max_tries: int = 20,
+                 oversample: int = 1, dedupe: str | None = "paper", max_tries: int = 50,
                  device: str = "auto", random_state: int | None = None,
                  policy_kwargs: dict | None = None, chunk: int = 256):
         from ase_mlgen.utils.device import resolve_device

@@ -1,9 +1,11 @@
 """Rotation-covariant actor-critic of MeGen, in the spirit of Simm et al. (ICML 2021,
 "Symmetry-aware actor-critic for 3D molecular design").
 
-* An e3nn message-passing network embeds the canvas and the bag: every atom gets scalars (``0e``)
-  and covariant features of degree ``l = 1 … lmax`` (``1o, 2e, 3o, …``) from spherical harmonics
-  of its bonds; the bag (counts per element, next element, canvas size) enters as scalars.
+* An equivariant network (e3nn spherical harmonics and irreps) embeds the canvas and the bag:
+  every atom gets scalars (``0e``) and covariant features ``K×(0e + 1o + 2e + 3o)`` — a learned
+  neighbour-density expansion in spherical harmonics (:class:`DensityLayer`, two passes, the
+  second conditioned on the scalars of the first); the bag (counts per element, next element,
+  canvas size) enters as scalars.
 * **Focal atom** — uniform over the canvas (the paper's choice, for exploration), or learned
   (``focal="learned"``: a softmax over the atoms' invariant features).
 * **Distance** — a mixture density network on invariant features: ``M`` Gaussians with predicted
@@ -29,7 +31,6 @@ from typing import Sequence
 import numpy as np
 import torch
 from e3nn import o3
-from e3nn.nn import Gate
 from torch import nn
 
 
@@ -73,38 +74,40 @@ class GraphBatch:
         return len(self.counts)
 
 
-class Interaction(nn.Module):
-    """One equivariant convolution (uvu tensor product with radial weights) with a gate."""
+class DensityLayer(nn.Module):
+    """One pass of equivariant neighbour-density features (an ACE/SOAP-like atomic expansion).
 
-    def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_hidden: o3.Irreps,
-                 n_radial: int, avg_neighbours: float = 8.0):
+    For atom ``i`` and channel ``k``: ``A_ik,lm = Σ_j w_k(r_ij, s_j) Y_lm(r̂_ij)`` — covariant
+    features of irreps ``K×(0e + 1o + 2e + …)`` — with radial weights ``w`` from an MLP on a radial
+    basis and the neighbour's scalars ``s_j``. The invariant power spectrum ``Σ_m A_ik,lm²``
+    updates the scalars (residual MLP). Everything is elementwise products and one
+    ``index_add`` over edges, so it is cheap on a CPU.
+    """
+
+    def __init__(self, n_scalars: int, n_channels: int, n_radial: int, lmax: int,
+                 avg_neighbours: float = 8.0):
         super().__init__()
-        scalars = o3.Irreps([(m, ir) for m, ir in irreps_hidden if ir.l == 0])
-        gated = o3.Irreps([(m, ir) for m, ir in irreps_hidden if ir.l > 0])
-        gates = o3.Irreps(f"{gated.num_irreps}x0e")
-        self.gate = Gate(scalars, [nn.functional.silu], gates, [torch.sigmoid], gated)
-        target = self.gate.irreps_in
-        wanted = {ir for _, ir in target}
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(irreps_in):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in wanted:
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
-        self.tp = o3.TensorProduct(irreps_in, irreps_sh, o3.Irreps(mid), instructions,
-                                   shared_weights=False, internal_weights=False)
-        self.radial = _mlp([n_radial, 32, self.tp.weight_numel])
-        self.lin_msg = o3.Linear(o3.Irreps(mid), target)
-        self.lin_self = o3.Linear(irreps_in, target)
+        self.n_channels, self.lmax = n_channels, lmax
+        self.radial = _mlp([n_radial + n_scalars, 32, n_channels])
+        self.update = _mlp([n_scalars + n_channels * (lmax + 1), 64, n_scalars])
         self.norm = 1.0 / math.sqrt(avg_neighbours)
-        self.irreps_out = self.gate.irreps_out
 
-    def forward(self, h, sh, radial, src, dst):
-        msg = self.tp(h[src], sh, self.radial(radial))
-        agg = torch.zeros(h.shape[0], msg.shape[1], dtype=h.dtype, device=h.device)
-        agg.index_add_(0, dst, msg)
-        return self.gate(self.lin_self(h) + self.lin_msg(agg) * self.norm)
+    def forward(self, s, sh, radial, envelope, src, dst):
+        w = self.radial(torch.cat([radial, s[src]], -1)) * envelope[:, None]     # [E, K]
+        a = torch.zeros(s.shape[0], self.n_channels, sh.shape[1], dtype=s.dtype,
+                        device=s.device)
+        a.index_add_(0, dst, w[:, :, None] * sh[:, None, :])
+        a = a * self.norm                                                          # [N, K, D]
+        power = torch.stack([a[:, :, l * l:(l + 1) ** 2].pow(2).sum(-1)
+                             for l in range(self.lmax + 1)], -1)                   # [N, K, L+1]
+        s = s + self.update(torch.cat([s, power.flatten(1)], -1))
+        return s, a
+
+
+def covariant_to_irreps(a: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``[N, K, (lmax+1)²]`` → e3nn layout of ``K×0e + K×1o + K×2e + …`` (``[N, K·(lmax+1)²]``)."""
+    return torch.cat([a[:, :, l * l:(l + 1) ** 2].reshape(a.shape[0], -1)
+                      for l in range(lmax + 1)], -1)
 
 
 class MeGenPolicy(nn.Module):
@@ -131,7 +134,7 @@ class MeGenPolicy(nn.Module):
     """
 
     def __init__(self, species: Sequence[str] = ("Ga",), bond_length: float = 2.7,
-                 cutoff: float = 5.0, lmax: int = 3, n_scalars: int = 16, n_vectors: int = 4,
+                 cutoff: float = 5.0, lmax: int = 3, n_scalars: int = 32, n_vectors: int = 16,
                  n_layers: int = 2, n_radial: int = 10, n_mixtures: int = 4,
                  n_directions: int = 2048, focal: str = "random", max_atoms: int = 64):
         super().__init__()
@@ -150,16 +153,11 @@ class MeGenPolicy(nn.Module):
         self.n_scalars = n_scalars
 
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
-        hidden = o3.Irreps([(n_scalars, (0, 1))]
-                           + [(n_vectors, (l, (-1) ** l)) for l in range(1, lmax + 1)])
         self.embed = nn.Linear(n_sp + self.n_global, n_scalars)
-        layers, irreps = [], o3.Irreps(f"{n_scalars}x0e")
-        for _ in range(n_layers):
-            layer = Interaction(irreps, self.irreps_sh, hidden, n_radial)
-            layers.append(layer)
-            irreps = layer.irreps_out
-        self.layers = nn.ModuleList(layers)
-        self.irreps_node = irreps
+        self.layers = nn.ModuleList(DensityLayer(n_scalars, n_vectors, n_radial, lmax)
+                                    for _ in range(n_layers))
+        #: covariant features of the last layer, ``K×(0e + 1o + 2e + …)``
+        self.irreps_node = o3.Irreps([(n_vectors, (l, (-1) ** l)) for l in range(lmax + 1)])
 
         ctx = 2 * n_scalars + self.n_global   # pooled scalars (mean) + focal/atom scalars + globals
         self.focal_head = _mlp([ctx, 64, 1])
@@ -174,9 +172,10 @@ class MeGenPolicy(nn.Module):
             last.bias[:n_mixtures] = 0.0
         self.n_dist_basis = 8
         self.irreps_dir = self.irreps_sh
-        self.dir_head = o3.FullyConnectedTensorProduct(self.irreps_node,
-                                                       o3.Irreps(f"{self.n_dist_basis}x0e"),
-                                                       self.irreps_dir)
+        # c = Σ_k a_k(d, s_f) A_f,k: an e3nn tensor product of the covariant features with
+        # invariants (a radial embedding of d and the focal atom's scalars)
+        self.dir_head = o3.FullyConnectedTensorProduct(
+            self.irreps_node, o3.Irreps(f"{self.n_dist_basis + n_scalars}x0e"), self.irreps_dir)
         self.critic = _mlp([n_scalars + self.n_global, 64, 64, 1])
         self.register_buffer("grid", fibonacci_sphere(n_directions))
         self.register_buffer("grid_sh", o3.spherical_harmonics(self.irreps_sh, self.grid, True,
@@ -238,20 +237,22 @@ class MeGenPolicy(nn.Module):
 
     # -- network -------------------------------------------------------------------------------
     def encode(self, g: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Node features ``[Ntot, irreps_node.dim]`` and graph context ``[B, n_scalars+n_global]``."""
+        """Node features ``[Ntot, n_scalars + irreps_node.dim]`` (scalars first, then the
+        covariant features in e3nn layout) and graph context ``[B, n_scalars + n_global]``."""
         onehot = nn.functional.one_hot(g.species, len(self.species)).float()
-        h = self.embed(torch.cat([onehot, g.globals[g.batch]], dim=-1))
+        s = self.embed(torch.cat([onehot, g.globals[g.batch]], dim=-1))
         vec = g.pos[g.src] - g.pos[g.dst]
         r = vec.norm(dim=-1)
         sh = o3.spherical_harmonics(self.irreps_sh, vec, True, normalization="component")
         envelope = 0.5 * (torch.cos(math.pi * r / self.cutoff) + 1.0)
-        radial = gaussian_basis(r, 0.0, self.cutoff, self.n_radial) * envelope[:, None]
+        radial = gaussian_basis(r, 0.0, self.cutoff, self.n_radial)
+        a = None
         for layer in self.layers:
-            h = layer(h, sh, radial, g.src, g.dst)
-        scalars = h[:, :self.n_scalars]
-        pooled = torch.zeros(g.n_graphs, self.n_scalars, device=h.device, dtype=h.dtype)
-        pooled.index_add_(0, g.batch, scalars)
-        pooled = pooled / g.counts[:, None].to(h.dtype)
+            s, a = layer(s, sh, radial, envelope, g.src, g.dst)
+        h = torch.cat([s, covariant_to_irreps(a, self.lmax)], -1)
+        pooled = torch.zeros(g.n_graphs, self.n_scalars, device=s.device, dtype=s.dtype)
+        pooled.index_add_(0, g.batch, s)
+        pooled = pooled / g.counts[:, None].to(s.dtype)
         return h, torch.cat([pooled, g.globals], dim=-1)
 
     def value(self, context: torch.Tensor) -> torch.Tensor:
@@ -288,7 +289,8 @@ class MeGenPolicy(nn.Module):
         """Spherical-harmonic coefficients ``[B, (lmax+1)²]`` of the direction log-density."""
         emb = gaussian_basis(d, 0.5 * self.bond_length, 2.0 * self.bond_length,
                              self.n_dist_basis)
-        return self.dir_head(h_f, emb)
+        scalars = h_f[:, :self.n_scalars]
+        return self.dir_head(h_f[:, self.n_scalars:], torch.cat([emb, scalars], -1))
 
     def direction_logits(self, coeffs, directions: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised log-density at ``directions`` (``[G,3]`` or ``[B,G,3]``; the grid when

@@ -1,0 +1,84 @@
+"""``ase-mlgen train ding …``: the DING sub-command of ``ase-mlgen train``.
+
+``ase_mlgen.cli.train`` discovers this module and calls :func:`register_train` with the
+sub-parsers of ``train``; ``ase-mlgen ding train`` (:mod:`ase_mlgen.cli.ding`) uses the same
+arguments. Examples::
+
+    ase-mlgen train ding ../shared/data/oqmd/oqmd_27k.csv --out runs/ding1 --background
+    ase-mlgen status runs/ding1
+    ase-mlgen train ding --out runs/ding1 --resume          # settings come from the run
+    ase-mlgen ding generate runs/ding1 --delta-e -2.0 --energy-pa -6.5 --volume-pa 12 -n 1000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+#: CLI option -> DING hyper-parameter
+_HYPER = {"epochs": "epochs", "predictor_epochs": "predictor_epochs",
+          "finetune_epochs": "finetune_epochs", "batch_size": "batch_size", "lr": "lr",
+          "latent_dim": "latent_dim", "early_stopping": "early_stopping", "threads": "threads",
+          "predictor_batch_size": "predictor_batch_size"}
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ase_mlgen.ding.model import DING
+    from ase_mlgen.jobs import RunDirectory
+
+    if args.resume:
+        RunDirectory(args.out).read_config()  # refuses a directory that is not a run
+        model = DING(device=args.device or "auto")
+        table = None
+    else:
+        if not args.data:
+            raise ValueError("the training data (an OQMD CSV with comp, delta_e, energy_pa, "
+                             "volume_pa) is required")
+        hyper = {v: getattr(args, k) for k, v in _HYPER.items() if getattr(args, k) is not None}
+        model = DING(conditional=not args.vae, predictors=not args.no_predictors,
+                     random_state=args.seed, device=args.device or "auto", **hyper)
+        table = args.data
+    result = model.train(table, run_dir=args.out, background=args.background,
+                         resume=args.resume)
+    if args.background:
+        print(json.dumps({"run": str(args.out), "pid": result.pid,
+                          "status": f"ase-mlgen status {args.out}"}))
+        return 0
+    out = RunDirectory(args.out).read_result() or {}
+    print(json.dumps({"run": str(args.out), "state": "done", **out}, indent=2))
+    return 0
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="?", help="OQMD CSV (comp, delta_e, energy_pa, volume_pa; "
+                                           "'None' = missing); split 80/10/10 by --seed, the "
+                                           "test tenth is never used")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--vae", action="store_true",
+                   help="train the unconditioned VAE baseline instead of the CVAE")
+    p.add_argument("--no-predictors", action="store_true",
+                   help="skip the three property predictors")
+    p.add_argument("--epochs", type=int, help="generator epochs (default 150, the paper's)")
+    p.add_argument("--predictor-epochs", type=int,
+                   help="predictor epochs with dropout (default 120)")
+    p.add_argument("--finetune-epochs", type=int,
+                   help="predictor epochs without dropout (default 120)")
+    p.add_argument("--batch-size", type=int, help="generator batch size (default 256)")
+    p.add_argument("--predictor-batch-size", type=int, help="predictor batch size (default 256)")
+    p.add_argument("--lr", type=float, help="generator learning rate (default 1e-3)")
+    p.add_argument("--latent-dim", type=int, help="latent dimension (default 32)")
+    p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
+                   help="end a stage after this many epochs without validation improvement")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0, help="split and model seed")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="default auto: CUDA when available")
+    p.add_argument("--background", action="store_true",
+                   help="return at once; follow with ase-mlgen status RUN")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.set_defaults(func=run_train)
+
+
+def register_train(subparsers) -> None:
+    p = subparsers.add_parser("ding", help="train DING (composition CVAE + property predictors)",
+                              description="train DING on OQMD compositions")
+    add_train_arguments(p)

@@ -1,0 +1,122 @@
+"""The ``ga`` method: the cluster genetic algorithm of ``ase_ga`` (package ``ase-ga``).
+
+Vilhelmsen & Hammer, J. Chem. Phys. 141, 044711 (2014), as in ASE's GA tutorial: a random start
+population from ``StartGenerator``, cut-and-splice pairing, mirror / rattle (/ permutation for
+alloys) mutations, and a ``Population`` with the interatomic-distance comparator. The GA keeps its
+own state in an ``ase_ga`` database (option ``ga_db``; a scratch file by default); every
+relaxation is also reported to the run's recorder like every other method.
+
+Options: ``population_size`` (10), ``mutation_probability`` (0.3), ``rattle_strength``
+(0.3 × bond length), ``ga_db``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from ase_mlgen.generators.base import option
+from ase_mlgen.search.storage import frozen
+
+
+def _import_ase_ga():
+    try:
+        import ase_ga  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("the 'ga' method needs the package ase-ga: "
+                          "pip install 'ase_mlgen[ga]'") from exc
+
+
+def run_genetic_algorithm(problem) -> None:
+    """Run the cluster GA until the recorder's budget is used."""
+    _import_ase_ga()
+    from ase import Atoms
+    from ase_ga.cutandsplicepairing import CutAndSplicePairing
+    from ase_ga.data import DataConnection, PrepareDB
+    from ase_ga.offspring_creator import OperationSelector
+    from ase_ga.population import Population
+    from ase_ga.standard_comparators import InteratomicDistanceComparator
+    from ase_ga.standardmutations import MirrorMutation, PermutationMutation, RattleMutation
+    from ase_ga.startgenerator import StartGenerator
+
+    template = problem.template
+    numbers = template.numbers.tolist()
+    n_top = len(numbers)
+    bond = float(template.info.get("bond_length", 2.5))
+    pop_size = option(problem.options, "population_size", min(10, max(2, problem.budget // 3)),
+                      int)
+    p_mutation = option(problem.options, "mutation_probability", 0.3, float)
+    rattle = option(problem.options, "rattle_strength", 0.3 * bond, float)
+    rng = np.random.RandomState(problem.seed)
+
+    # box: a cube holding the atoms at a loose packing, in a much larger non-periodic cell
+    side = bond * (n_top / 0.3) ** (1 / 3) * 0.8
+    cell_side = 3 * side + 4 * bond
+    slab = Atoms(cell=[cell_side] * 3, pbc=False)
+    p0 = np.full(3, (cell_side - side) / 2)
+    box = [p0, np.eye(3) * side]
+    elements = sorted(set(numbers))
+    blmin = {(a, b): 0.7 * bond for a in elements for b in elements}
+
+    recorder = problem.recorder
+    scratch = None
+    db_file = option(problem.options, "ga_db", None, str)
+    if db_file is None:
+        scratch = tempfile.TemporaryDirectory(prefix="ase_mlgen_ga_")
+        db_file = os.path.join(scratch.name, "ga.db")
+    try:
+        fresh = not os.path.exists(db_file)
+        if fresh:
+            start = StartGenerator(slab, [(n, numbers.count(n)) for n in elements], blmin,
+                                   box_to_place_in=box, rng=rng)
+            prep = PrepareDB(db_file, simulation_cell=slab, stoichiometry=numbers)
+            for _ in range(pop_size):
+                prep.add_unrelaxed_candidate(start.get_new_candidate())
+        da = DataConnection(db_file)
+
+        def relax_and_add(a):
+            a.calc = problem.calc
+            opt_steps = problem.relax(a)
+            energy = a.get_potential_energy()
+            a.info.setdefault("key_value_pairs", {})["raw_score"] = -energy
+            done = frozen(a, energy)
+            done.info = a.info
+            da.add_relaxed_step(done)
+            recorder.record(a, energy, generator="ga", opt_steps=opt_steps)
+
+        while da.get_number_of_unrelaxed_candidates() > 0:
+            relax_and_add(da.get_an_unrelaxed_candidate())
+
+        comparator = InteratomicDistanceComparator(n_top=n_top, pair_cor_cum_diff=0.015,
+                                                   pair_cor_max=0.7 * bond,
+                                                   dE=recorder.minima.energy_tol, mic=False)
+        pairing = CutAndSplicePairing(slab, n_top, blmin, rng=rng)
+        operators = [MirrorMutation(blmin, n_top, rng=rng),
+                     RattleMutation(blmin, n_top, rattle_strength=rattle, rng=rng)]
+        if len(elements) > 1:
+            operators.append(PermutationMutation(n_top, rng=rng))
+        mutations = OperationSelector([1.0] * len(operators), operators, rng=rng)
+        population = Population(data_connection=da, population_size=pop_size,
+                                comparator=comparator, rng=rng)
+        failures = 0
+        while True:
+            recorder.check_budget()
+            a1, a2 = population.get_two_candidates()
+            child, desc = pairing.get_new_individual([a1, a2])
+            if child is None:
+                failures += 1
+                if failures > 1000:
+                    raise RuntimeError("the GA could not make a valid child in 1000 tries")
+                continue
+            da.add_unrelaxed_candidate(child, description=desc)
+            if rng.random_sample() < p_mutation:
+                mutant, desc = mutations.get_new_individual([child])
+                if mutant is not None:
+                    da.add_unrelaxed_step(mutant, description=desc)
+                    child = mutant
+            relax_and_add(child)
+            population.update()
+    finally:
+        if scratch is not None:
+            scratch.cleanup()

@@ -1,0 +1,247 @@
+"""DART benchmark on GAP-labelled Ga clusters → ``bench/results/dart.json`` and a parity PNG.
+
+Build the data first (resumable; the scale used is recorded in the JSON)::
+
+    ase-mlgen dataset clusters --element Ga --sizes 31-70 --per-size 6 --frames 4 --steps 40 \
+        --teacher gap:../shared/data/ga/Ga_gap.xml --db bench/data/ga_gap.db --workers 2
+
+then ``python bench/dart.py --db bench/data/ga_gap.db [--max-epochs N]``.
+
+Reports, next to the DART paper's targets: test MAE and RMSE per cluster (eV, kcal/mol) on a random
+80/10/10 split, the HDNN (ACSF + per-atom MLP) baseline on the same split, the size-transfer split
+(train on 31–69 atoms, test on 70), Spearman ρ between predicted and teacher energies within one
+cluster size on the test set, batched inference speed on Ga50 and the time of one
+``get_potential_energy()``, and training wall time and epochs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+EV_TO_KCAL = 23.060548  # kcal/mol per eV
+TARGETS = {"mae_kcal_per_mol": 3.59, "mae_eV": 0.156, "transfer_mae_kcal_per_mol": 4.71,
+           "spearman_within_size": 0.8, "hdnn_paper_mae_kcal_per_mol": 2.4,
+           "inference_ga50_per_s": 10000, "single_call_ms": 5.0}
+
+
+def errors(pred, ref) -> dict:
+    err = np.asarray(pred) - np.asarray(ref)
+    mae, rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
+    return {"n": int(len(err)), "mae_eV": mae, "rmse_eV": rmse,
+            "mae_kcal_per_mol": mae * EV_TO_KCAL, "rmse_kcal_per_mol": rmse * EV_TO_KCAL}
+
+
+def spearman_within_size(pred, ref, sizes, min_count: int = 3) -> dict:
+    from scipy.stats import spearmanr
+
+    rhos, counts = {}, {}
+    for n in sorted(set(sizes)):
+        sel = np.asarray(sizes) == n
+        if sel.sum() >= min_count:
+            rho = spearmanr(np.asarray(pred)[sel], np.asarray(ref)[sel]).correlation
+            if np.isfinite(rho):
+                rhos[int(n)] = float(rho)
+                counts[int(n)] = int(sel.sum())
+    vals = np.array(list(rhos.values()))
+    weights = np.array(list(counts.values()))
+    return {"mean": float(vals.mean()) if len(vals) else None,
+            "weighted_mean": float((vals * weights).sum() / weights.sum()) if len(vals) else None,
+            "median": float(np.median(vals)) if len(vals) else None,
+            "sizes_used": len(vals), "min_count": min_count, "per_size": rhos,
+            "count_per_size": counts}
+
+
+def train_model(kind, train, val, args, hyper=None):
+    from ase_mlgen.nn.training import EnergyTrainer, build_model
+
+    hyper = dict(hyper or {})
+    if kind == "hdnn":
+        hyper.setdefault("species", ["Ga"])
+    model = build_model(kind, hyper)
+    trainer = EnergyTrainer(max_epochs=args.max_epochs, device=args.device, seed=args.seed)
+    t0 = time.perf_counter()
+    summary = trainer.fit(model, train, val, progress=args.progress)
+    summary["wall_seconds"] = time.perf_counter() - t0
+    return model, summary
+
+
+def predict(kind, model, images):
+    from ase_mlgen.nn.training import predict_features
+
+    return predict_features(model, model.featurize_images(images)).numpy()
+
+
+def inference_speed(model, template, n_clusters: int, threads: int) -> dict:
+    from ase_mlgen.calculators.dart import DART
+
+    torch.set_num_threads(threads)
+    calc = DART(model, species=["Ga"])
+    rng = np.random.default_rng(0)
+    base = template.positions
+    images = []
+    for _ in range(n_clusters):
+        a = template.copy()
+        a.positions = base + rng.normal(scale=0.1, size=base.shape)
+        images.append(a)
+    calc.predict(images[:256])
+    t0 = time.perf_counter()
+    calc.predict(images)
+    batched = time.perf_counter() - t0
+    atoms = template.copy()
+    atoms.calc = calc
+    times = []
+    for k in range(50):
+        atoms.positions = base + rng.normal(scale=0.05, size=base.shape)
+        t0 = time.perf_counter()
+        atoms.get_potential_energy()
+        times.append(time.perf_counter() - t0)
+    return {"natoms": len(template), "n_clusters": n_clusters, "torch_threads": threads,
+            "batched_clusters_per_s": n_clusters / batched,
+            "single_call_ms_median": 1000 * float(np.median(times)),
+            "single_call_ms_min": 1000 * float(np.min(times))}
+
+
+def parity_plot(path, panels):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
+    for ax, (title, ref, pred, sizes) in zip(np.atleast_1d(axes), panels):
+        ref, pred = np.asarray(ref), np.asarray(pred)
+        sc = ax.scatter(ref / sizes, pred / sizes, c=sizes, s=8, cmap="viridis")
+        lo, hi = min((ref / sizes).min(), (pred / sizes).min()), \
+            max((ref / sizes).max(), (pred / sizes).max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        mae = np.abs(pred - ref).mean()
+        ax.set_title(f"{title}\nMAE {mae:.3f} eV/cluster ({mae * EV_TO_KCAL:.2f} kcal/mol)",
+                     fontsize=9)
+        ax.set_xlabel("GAP energy (eV/atom)")
+        ax.set_ylabel("predicted energy (eV/atom)")
+        fig.colorbar(sc, ax=ax, label="atoms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", default="bench/data/ga_gap.db")
+    ap.add_argument("--out", default="bench/results/dart.json")
+    ap.add_argument("--max-epochs", type=int, default=300)
+    ap.add_argument("--transfer-size", type=int, default=70)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speed-clusters", type=int, default=10000)
+    ap.add_argument("--skip-hdnn", action="store_true")
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from ase.db import connect
+
+    from ase_mlgen.data.clusters import load_dataset
+    from ase_mlgen.nn.training import split_indices
+
+    images = load_dataset(args.db)
+    meta = connect(args.db).metadata
+    sizes = np.array([len(a) for a in images])
+    energy = np.array([a.get_potential_energy() for a in images])
+    final = np.array([a.info.get("final", 0) for a in images], dtype=bool)
+    n_relax = len(meta.get("completed_seeds", []))
+    result = {
+        "benchmark": "DART on GAP-labelled Ga clusters",
+        "targets": TARGETS,
+        "dataset": {"db": args.db, "teacher": meta.get("teacher"), "structures": len(images),
+                    "relaxations": n_relax, "final_structures": int(final.sum()),
+                    "sizes": [int(sizes.min()), int(sizes.max())],
+                    "distinct_sizes": int(len(set(sizes))),
+                    "per_size_structures": {int(n): int((sizes == n).sum())
+                                            for n in sorted(set(sizes))},
+                    "note": "rows are frames of teacher (GAP) FIRE relaxation paths from random "
+                            "compact starts (unrelaxed start included) plus each path's final "
+                            "structure; see build settings"},
+        "settings": {"max_epochs": args.max_epochs, "device": args.device,
+                     "torch_threads": args.threads, "seed": args.seed,
+                     "trainer": "paper settings (L1, Adam 1e-3, batch 32, plateau x0.1 / 25, "
+                                "stop at lr 1e-8) capped at max_epochs"},
+        "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
+                    "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_average_at_start": os.getloadavg()},
+    }
+    build = Path(args.db).with_name("build_settings.json")
+    if build.exists():
+        result["dataset"]["build_settings"] = json.loads(build.read_text())
+
+    # -- random 80/10/10 split ------------------------------------------------------------------
+    i_train, i_val, i_test = split_indices(len(images), [0.8, 0.1, 0.1], seed=args.seed)
+    pick = lambda idx: [images[i] for i in idx]  # noqa: E731
+    panels = []
+    print(f"random split: {len(i_train)} train, {len(i_val)} val, {len(i_test)} test", flush=True)
+    model, summary = train_model("dart", pick(i_train), pick(i_val), args)
+    pred = predict("dart", model, pick(i_test))
+    result["dart_random_split"] = {
+        "train_summary": summary, "test": errors(pred, energy[i_test]),
+        "test_final_structures_only": errors(pred[final[i_test]], energy[i_test][final[i_test]])
+        if final[i_test].any() else None,
+        "spearman_within_size": spearman_within_size(pred, energy[i_test], sizes[i_test]),
+    }
+    panels.append(("DART, random split (test)", energy[i_test], pred, sizes[i_test]))
+    print(json.dumps(result["dart_random_split"]["test"]), flush=True)
+    with50 = [i for i in i_test if sizes[i] == 50] or list(np.flatnonzero(sizes == 50))
+    if with50:
+        template = images[with50[0]].copy()
+        template.calc = None
+        result["inference"] = inference_speed(model, template, args.speed_clusters, args.threads)
+        torch.set_num_threads(args.threads)
+        print(json.dumps(result["inference"]), flush=True)
+
+    if not args.skip_hdnn:
+        hmodel, hsummary = train_model("hdnn", pick(i_train), pick(i_val), args)
+        hpred = predict("hdnn", hmodel, pick(i_test))
+        result["hdnn_random_split"] = {
+            "train_summary": hsummary, "test": errors(hpred, energy[i_test]),
+            "spearman_within_size": spearman_within_size(hpred, energy[i_test], sizes[i_test])}
+        panels.append(("HDNN (ACSF), random split (test)", energy[i_test], hpred, sizes[i_test]))
+        print(json.dumps(result["hdnn_random_split"]["test"]), flush=True)
+
+    # -- size transfer --------------------------------------------------------------------------
+    big = args.transfer_size
+    if (sizes == big).any() and (sizes < big).any():
+        small = np.flatnonzero(sizes < big)
+        i_tr, i_va = split_indices(len(small), [0.9, 0.1], seed=args.seed)
+        tmodel, tsummary = train_model("dart", pick(small[i_tr]), pick(small[i_va]), args)
+        test = np.flatnonzero(sizes == big)
+        tpred = predict("dart", tmodel, pick(test))
+        result["dart_size_transfer"] = {
+            "train_sizes": [int(sizes[small].min()), int(sizes[small].max())],
+            "test_size": big, "train_summary": tsummary, "test": errors(tpred, energy[test]),
+            "spearman_within_size": spearman_within_size(tpred, energy[test], sizes[test])}
+        panels.append((f"DART, train <{big}, test Ga{big}", energy[test], tpred, sizes[test]))
+        print(json.dumps(result["dart_size_transfer"]["test"]), flush=True)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = out.with_name(out.stem + "_parity.png")
+    parity_plot(png, panels)
+    result["parity_png"] = str(png)
+    from ase_mlgen.utils.io import atomic_json_dump
+
+    atomic_json_dump(result, out)
+    print(f"wrote {out} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""DING: composition vectors, the OQMD loader, training (loss, resume, background), save/load,
+generation, latent walks and the CLI. Small synthetic data keep it fast; tests that read the
+shared OQMD file skip when it is absent."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.formula import Formula
+
+from ase_mlgen.data.oqmd import OQMDTable, load_oqmd, split, split_indices
+from ase_mlgen.ding import composition as comp
+from ase_mlgen.ding.composition import CompositionError
+from ase_mlgen.ding.model import DING, Candidate
+from tests.conftest import shared_file
+
+# a few elements with made-up "properties" linear in the composition
+_ELS = ["Li", "O", "Fe", "Ni", "Al", "Cu"]
+_W_DE = {"Li": -0.5, "O": -2.0, "Fe": 0.3, "Ni": 0.1, "Al": -0.4, "Cu": 0.2}
+_W_VOL = {"Li": 20.0, "O": 8.0, "Fe": 11.0, "Ni": 10.0, "Al": 16.0, "Cu": 12.0}
+
+# tiny hyper-parameters: the paper's architecture is kept for the generator, predictors shrunk
+TINY = dict(epochs=25, batch_size=32, predictor_layers=(64, 32), predictor_dropout=(0.1, 0.0),
+            predictor_epochs=3, finetune_epochs=3, predictor_batch_size=32, threads=1,
+            device="cpu")
+
+
+def synthetic_table(n: int = 240, seed: int = 0) -> OQMDTable:
+    rng = np.random.default_rng(seed)
+    comps, de, e, v = [], [], [], []
+    seen = set()
+    while len(comps) < n:
+        k = rng.integers(2, 4)
+        els = rng.choice(_ELS, size=k, replace=False)
+        d = {str(s): int(rng.integers(1, 4)) for s in els}
+        key = tuple(sorted(d.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        tot = sum(d.values())
+        comps.append(d)
+        de.append(sum(_W_DE[s] * c for s, c in d.items()) / tot)
+        v.append(sum(_W_VOL[s] * c for s, c in d.items()) / tot)
+        e.append(-4.0 + 1.5 * de[-1])
+    return OQMDTable.from_compositions(comps, delta_e=de, energy_pa=e, volume_pa=v)
+
+
+@pytest.fixture(scope="module")
+def data():
+    table = synthetic_table()
+    return split(table, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    train, val, _ = data
+    run = tmp_path_factory.mktemp("ding") / "run"
+    model = DING(random_state=0, **TINY).train(train, val, run_dir=run)
+    return model, run
+
+
+# -- representation ------------------------------------------------------------------------
+def test_element_list_and_sizes():
+    assert len(comp.ELEMENTS) == 89 and len(set(comp.ELEMENTS)) == 89
+    assert comp.VECTOR_SIZE == 979
+    assert comp.ELEMENTS[0] == "H" and comp.ELEMENTS[-1] == "Pu"
+    assert "Xe" in comp.ELEMENTS and "Po" not in comp.ELEMENTS
+
+
+def test_round_trip_random():
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 11, size=(200, 89)) * (rng.random((200, 89)) < 0.05)
+    counts[:, 0] = np.maximum(counts[:, 0], 1)  # no empty composition
+    vec = comp.counts_to_vector(counts)
+    assert vec.shape == (200, 979)
+    assert np.all(vec.reshape(200, 89, 11).sum(axis=2) == 1)
+    assert np.array_equal(comp.vector_to_counts(vec), counts)
+    for c in counts[:20]:
+        f = comp.counts_to_formula(c)
+        assert np.array_equal(comp.to_counts(f), c)
+        assert np.array_equal(comp.to_counts(comp.oqmd_string(f)), c)
+
+
+def test_parsing_inputs_agree():
+    ref = comp.encode("Ba1Pt1U1")
+    for x in ("BaPtU", "UPtBa", Formula("Ba1Pt1U1"), {"Ba": 1, "Pt": 1, "U": 1},
+              Atoms("BaPtU")):
+        assert np.array_equal(comp.encode(x), ref)
+    assert comp.parse("Fe2O3") == {"Fe": 2, "O": 3}
+    assert comp.oqmd_string("O3Fe2") == "Fe2O3"
+    assert str(comp.decode(comp.encode("Nd2Pb1Re1"))) == "Nd2PbRe"
+    assert comp.encode_many(["Fe2O3", "NaCl"]).shape == (2, 979)
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("Fe11O", "at most 10"), ("Po1O1", "not one of the 89"), ("Xx2", "Unknown"),
+    ("", "empty"), ({"Fe": -1}, "negative"), ({"Fe": 1.5}, "whole number"),
+    ({"Fe": 0}, "no atoms"), (3.5, "cannot read"), ("Fe2(O", "cannot parse"),
+])
+def test_bad_compositions_rejected(bad, words):
+    with pytest.raises(CompositionError, match=words if words != "Unknown" else "Xx"):
+        comp.encode(bad)
+
+
+def test_decode_rejects_zero_vector():
+    zero = comp.counts_to_vector(np.zeros(89, dtype=int))
+    with pytest.raises(CompositionError, match="zero atoms"):
+        comp.decode(zero)
+    assert comp.decode_many(np.stack([zero, comp.encode("NaCl")])) == [None, Formula("ClNa")]
+
+
+def test_shared_oqmd_round_trip():
+    path = shared_file("oqmd/oqmd_27k.csv")
+    table = load_oqmd(path)
+    assert len(table) + len(table.skipped) == 27207
+    assert np.array_equal(comp.vector_to_counts(table.vectors()[:2000]), table.counts[:2000])
+    assert [comp.oqmd_string(f) for f in table.formulas[:500]] == table.formulas[:500]
+
+
+# -- data ----------------------------------------------------------------------------------
+def test_load_csv_skips_and_split(tmp_path):
+    csv = tmp_path / "o.csv"
+    csv.write_text("comp,energy_pa,volume_pa,magmom_pa,bandgap,delta_e,stability\n"
+                   "Ba1Pt1U1,-6.1,31.9,1.1,0.0,0.25,0.7\n"
+                   "Fe2O3,-7.0,10.0,None,1.0,-1.6,None\n"
+                   "Fe11O1,-7.0,10.0,None,1.0,-1.6,None\n"
+                   "Po1O1,-4.0,20.0,None,1.0,-0.5,None\n"
+                   "Na1Cl1,-3.4,22.0,0,5.0,None,0.0\n")
+    table = load_oqmd(csv)
+    assert table.formulas == ["Ba1Pt1U1", "Fe2O3"]
+    assert len(table.skipped) == 3
+    reasons = " ".join(r for _, r in table.skipped)
+    assert "at most 10" in reasons and "Po" in reasons and "missing delta_e" in reasons
+    loose = load_oqmd(csv, require=["energy_pa"])
+    assert len(loose) == 3 and np.isnan(loose.properties["delta_e"][-1])
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_oqmd(tmp_path / "absent.csv")
+    tr, va, te = split_indices(1000, seed=3)
+    assert (len(tr), len(va), len(te)) == (800, 100, 100)
+    assert len(set(tr) | set(va) | set(te)) == 1000
+    assert np.array_equal(split_indices(1000, seed=3)[0], tr)
+    assert not np.array_equal(split_indices(1000, seed=4)[0], tr)
+
+
+# -- training ------------------------------------------------------------------------------
+def test_training_reduces_loss_and_learns(trained, data):
+    model, run = trained
+    gen = [r for r in model.history_ if r["stage"] == "generator"]
+    assert len(gen) == TINY["epochs"]
+    assert gen[-1]["train_loss"] < 0.5 * gen[0]["train_loss"]
+    stages = {r["stage"] for r in model.history_}
+    assert {"delta_e", "delta_e_finetune", "volume_pa_finetune"} <= stages
+    assert (run / "model.pt").is_file() and (run / "result.json").is_file()
+    _, _, test = data
+    assert model.reconstruction_accuracy(data[0]) > 0.3
+    pred = model.predict(test)
+    assert set(pred) == {"delta_e", "energy_pa", "volume_pa"} and len(pred["delta_e"]) == len(test)
+
+
+def test_save_load_identical(trained, data, tmp_path):
+    model, _ = trained
+    path = model.save(tmp_path / "ding.pt")
+    again = DING.load(path)
+    assert again.get_params() == model.get_params()
+    for (k, a), (k2, b) in zip(model.generator_.state_dict().items(),
+                               again.generator_.state_dict().items()):
+        assert k == k2 and torch.equal(a.cpu(), b.cpu())
+    test = data[2]
+    p1, p2 = model.predict(test), again.predict(test)
+    for k in p1:
+        np.testing.assert_array_equal(p1[k], p2[k])
+    np.testing.assert_array_equal(model.scaler_mean_, again.scaler_mean_)
+    g1 = model.generate(5, delta_e=-1, energy_pa=-5.5, volume_pa=12, random_state=3)
+    g2 = again.generate(5, delta_e=-1, energy_pa=-5.5, volume_pa=12, random_state=3)
+    assert g1.formulas() == g2.formulas()
+
+
+def test_load_refuses_foreign_files(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a DING model"):
+        DING.load(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a DING model"):
+        DING.load(tmp_path / "text.pt")
+    with pytest.raises(FileNotFoundError):
+        DING.load(tmp_path / "missing.pt")
+
+
+def test_generate_unique_valid(trained):
+    model, _ = trained
+    cands = model.generate(15, delta_e=-1.0, energy_pa=-5.5, volume_pa=12.0, random_state=0)
+    assert 0 < len(cands) <= 15
+    keys = [tuple(comp.to_counts(c)) for c in cands]
+    assert len(set(keys)) == len(keys)
+    for c in cands:
+        assert isinstance(c, Candidate) and isinstance(c, Formula)
+        assert sum(c.count().values()) > 0
+        assert set(c.properties) == {"delta_e", "energy_pa", "volume_pa"}
+        assert isinstance(c.novel, bool)
+    assert cands.predictions().shape == (len(cands), 3)
+    # filtering: by tolerance while generating and by ranges afterwards
+    tol = model.generate(5, delta_e=-1.0, energy_pa=-5.5, volume_pa=12.0, random_state=0,
+                         tolerance={"delta_e": 0.5}, max_samples=4000)
+    assert all(abs(c.properties["delta_e"] + 1.0) <= 0.5 for c in tol)
+    low = DING.filter(cands, delta_e=(None, -0.5))
+    assert all(c.properties["delta_e"] <= -0.5 for c in low)
+    with pytest.raises(ValueError, match="targets"):
+        model.generate(3)
+    with pytest.raises(ValueError, match="missing"):
+        model.generate(3, delta_e=-1.0)
+
+
+def test_latent_walk(trained, data):
+    model, _ = trained
+    a, b = data[0].formulas[0], data[0].formulas[1]
+    walk = model.walk(a, b, steps=7)
+    assert 1 <= len(walk) <= 7
+    assert [c.info["step"] for c in walk] == sorted(c.info["step"] for c in walk)
+    assert walk[0].info["t"] == 0.0 or walk[0].info["step"] > 0
+
+
+def test_vae_baseline(data, tmp_path):
+    train, val, _ = data
+    vae = DING(conditional=False, predictors=False, random_state=0,
+               **{**TINY, "epochs": 3}).train(train, val, run_dir=tmp_path / "vae")
+    assert vae.generator_.n_cond == 0
+    cands = vae.generate(3, random_state=0, max_samples=2000)
+    assert all(c.properties == {} for c in cands)
+    with pytest.raises(ValueError, match="unconditioned"):
+        vae.generate(3, delta_e=-1, energy_pa=-5, volume_pa=10)
+
+
+def test_resume_matches_uninterrupted(data, tmp_path, monkeypatch):
+    from ase_mlgen.jobs.run_directory import RunDirectory
+
+    train, val, _ = data
+    small = {**TINY, "epochs": 4, "predictor_epochs": 2, "finetune_epochs": 1}
+    full = DING(random_state=1, **small).train(train, val, run_dir=tmp_path / "full")
+
+    original = RunDirectory.log
+    calls = {"n": 0}
+
+    def crash_after_5(self, record, plot_every=10):
+        original(self, record, plot_every)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(RunDirectory, "log", crash_after_5)
+    with pytest.raises(KeyboardInterrupt):
+        DING(random_state=1, **small).train(train, val, run_dir=tmp_path / "cut")
+    monkeypatch.setattr(RunDirectory, "log", original)
+    with pytest.raises(ValueError, match="already holds a run"):
+        DING(random_state=1, **small).train(train, val, run_dir=tmp_path / "cut")
+    resumed = DING(random_state=1, **small).train(None, run_dir=tmp_path / "cut", resume=True)
+    epochs = [r["epoch"] for r in resumed.history_]
+    assert epochs == list(range(1, len(full.history_) + 1))
+    for a, b in zip(full.generator_.state_dict().values(),
+                    resumed.generator_.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    np.testing.assert_allclose(full.predict(val)["volume_pa"], resumed.predict(val)["volume_pa"],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_background_job(data, tmp_path):
+    train, val, _ = data
+    job = DING(random_state=0, **{**TINY, "epochs": 2, "predictors": False}).train(
+        train, val, run_dir=tmp_path / "bg", background=True)
+    model = job.result(timeout=300)
+    assert isinstance(model, DING) and model.is_trained
+    assert job.status()["state"] == "done"
+
+
+def test_cli_train_and_generate(tmp_path, capsys):
+    from ase_mlgen.cli.main import main
+
+    table = synthetic_table(120, seed=5)
+    csv = tmp_path / "t.csv"
+    lines = ["comp,energy_pa,volume_pa,magmom_pa,bandgap,delta_e,stability"]
+    for i, f in enumerate(table.formulas):
+        lines.append(f"{f},{table.properties['energy_pa'][i]},{table.properties['volume_pa'][i]},"
+                     f"None,0.0,{table.properties['delta_e'][i]},None")
+    csv.write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    assert main(["ding", "train", str(csv), "--out", str(run), "--epochs", "2",
+                 "--predictor-epochs", "1", "--finetune-epochs", "1", "--threads", "1",
+                 "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["state"] == "done" and out["n_train"] == 96
+    assert main(["ding", "generate", str(run), "--delta-e", "-1", "--energy-pa", "-5.5",
+                 "--volume-pa", "12", "-n", "5", "--out", str(tmp_path / "g.csv")]) == 0
+    text = (tmp_path / "g.csv").read_text().splitlines()
+    assert text[0].startswith("comp,delta_e,energy_pa,volume_pa,novel")
+    assert main(["ding", "generate", str(tmp_path / "t.csv"), "--delta-e", "-1",
+                 "--energy-pa", "-5", "--volume-pa", "1"]) == 2
+    assert "not a DING model" in capsys.readouterr().err
+    assert main(["train", "ding", "--out", str(run), "--resume"]) in (0, 2)

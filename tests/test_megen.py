@@ -1,0 +1,215 @@
+"""MeGen: placement rules and penalty, equivariance of the actor-critic, exact direction
+sampling on the grid, PPO updates with checkpoint/resume, seeded and iterative generation."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.cluster import Icosahedron
+from e3nn import o3
+
+from ase_mlgen.generators.megen import (BatchGrowthEnv, DuplicateFilter, MeGen, MeGenPolicy,
+                                        PlacementRules, dimer, make_search_generator, unique)
+from ase_mlgen.generators.megen.duplicates import same_by_distances_and_angles
+
+torch.set_num_threads(1)
+
+
+def _cluster(n=12, element="Ga", seed=0):
+    atoms = Icosahedron(element, 2, latticeconstant=3.9 if element == "Ga" else None)[:n]
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+class _PairCalc:
+    """A tiny calculator with the batched ``predict`` of DART: −1 eV per pair closer than 3.2 Å."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, images):
+        self.calls += 1
+        return np.array([-(np.triu(a.get_all_distances() < 3.2, 1)).sum() for a in images],
+                        dtype=float)
+
+
+# -- environment ---------------------------------------------------------------------------
+def test_placement_rules_ga_windows():
+    rules = PlacementRules.ga()
+    canvas = np.array([[[0.0, 0, 0], [2.7, 0, 0], [99, 99, 99]]])
+    mask = np.array([[True, True, False]])
+    apex = np.array([[1.35, 2.7 * math.sqrt(3) / 2, 0.0]])        # 2.7 Å from both
+    too_close = np.array([[1.35, 0.5, 0.0]])
+    only_one = np.array([[-2.7, 0.0, 0.0]])                        # 2nd neighbour at 5.4 Å
+    assert rules.valid(apex, canvas, mask).all()
+    assert not rules.valid(too_close, canvas, mask).any()
+    assert not rules.valid(only_one, canvas, mask).any()
+    # a single-atom canvas applies the first-neighbour window only
+    one = np.array([[[0.0, 0, 0]]])
+    assert rules.valid(np.array([[0, 0, 2.5]]), one, np.ones((1, 1), bool)).all()
+    assert not rules.valid(np.array([[0, 0, 3.5]]), one, np.ones((1, 1), bool)).any()
+
+
+def test_rules_from_structures_follow_the_data():
+    rules = PlacementRules.from_structures([_cluster(13, "Cu")])
+    lo, hi = rules.windows[0]
+    assert lo < 2.55 < hi and hi - lo < 1.0
+
+
+def test_env_penalty_and_reward():
+    calc = _PairCalc()
+    env = BatchGrowthEnv(calc)
+    seeds = [dimer(), dimer()]
+    env.reset(seeds, [["Ga"], ["Ga"]])
+    up = np.array([[math.sqrt(3) / 2, 0.0, 0.5], [0.0, 0.0, 1.0]])  # apex; along the axis
+    rewards, done, valid = env.step(np.array([0, 1]), np.array([2.7, 2.7]), up)
+    assert valid.tolist() == [True, False]
+    assert rewards[1] == PlacementRules.ga().penalty
+    assert rewards[0] == pytest.approx(2.0)                         # two new pairs, −ΔE
+    assert done.all() and len(env.episodes[0].canvas) == 3 and len(env.episodes[1].canvas) == 2
+    assert calc.calls == 2                                          # seeds, then one batch
+
+
+# -- policy --------------------------------------------------------------------------------
+@pytest.mark.parametrize("focal", ["random", "learned"])
+def test_rotation_covariance(focal):
+    torch.manual_seed(0)
+    policy = MeGenPolicy(focal=focal, n_directions=512).eval()
+    a = _cluster(11)
+    R = o3.rand_matrix()
+    b = a.copy()
+    b.positions = a.positions @ R.numpy().T + np.array([1.0, -2.0, 0.5])
+    with torch.no_grad():
+        ga, gb = policy.make_batch([a], [["Ga"]]), policy.make_batch([b], [["Ga"]])
+        oa = policy(ga)
+        ob = policy(gb, focal=oa["focal"], distance=oa["distance"], dir_index=oa["dir_index"])
+        assert torch.allclose(oa["value"], ob["value"], atol=1e-5)
+        assert torch.allclose(oa["log_prob_distance"], ob["log_prob_distance"], atol=1e-5)
+        assert torch.allclose(oa["log_prob_focal"], ob["log_prob_focal"], atol=1e-5)
+        ha, _ = policy.encode(ga)
+        hb, _ = policy.encode(gb)
+        f, d = int(oa["focal"]), oa["distance"]
+        ca = policy.direction_coefficients(ha[f:f + 1], d)
+        cb = policy.direction_coefficients(hb[f:f + 1], d)
+        x = torch.randn(200, 3)
+        x = x / x.norm(dim=1, keepdim=True)
+        la = policy.direction_logits(ca, x)
+        lb = policy.direction_logits(cb, x @ R.T)              # rotated directions, rotated canvas
+        assert torch.allclose(la, lb, atol=1e-4)
+        assert la.std() > 1e-3                                  # the distribution is not flat
+        # the coefficients rotate with the Wigner matrices of the irreps
+        D = policy.irreps_dir.D_from_matrix(R)
+        assert torch.allclose(cb, ca @ D.T, atol=1e-4)
+
+
+def test_direction_sampling_is_normalised_on_the_grid():
+    torch.manual_seed(1)
+    policy = MeGenPolicy(n_directions=1024).eval()
+    g = policy.make_batch([_cluster(9), _cluster(5)], [["Ga"], ["Ga"]])
+    with torch.no_grad():
+        h, ctx = policy.encode(g)
+        out = policy(g)
+        h_f = h[g.offsets + out["focal"]]
+        logits = policy.direction_logits(policy.direction_coefficients(h_f, out["distance"]))
+        logp = torch.log_softmax(logits, -1)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(2), atol=1e-5)
+    # the sampled direction's log-probability is exactly the grid log-probability
+    assert torch.allclose(out["log_prob_direction"],
+                          logp.gather(1, out["dir_index"][:, None]).squeeze(1), atol=1e-5)
+    assert torch.allclose(out["direction"], policy.grid[out["dir_index"]])
+    # as a density per steradian it integrates to one (equal-area grid)
+    density = (logp + policy.log_density_offset()).exp()
+    assert torch.allclose(density.mean(-1) * 4 * math.pi, torch.ones(2), atol=1e-4)
+    # the distance mixture integrates to one over d
+    d = torch.linspace(0.0, 8.0, 4001)
+    with torch.no_grad():
+        logw, means, sigma = policy.distance_mixture(h_f[:1].expand(len(d), -1),
+                                                     ctx[:1].expand(len(d), -1))
+        p = policy.mixture_log_prob(d, logw, means, sigma).exp()
+    assert float(torch.trapezoid(p, d)) == pytest.approx(1.0, abs=1e-3)
+
+
+# -- training ------------------------------------------------------------------------------
+def test_ppo_updates_checkpoint_and_resume(tmp_path):
+    seeds = [Icosahedron("Cu", 2)[:k] for k in (6, 9)]
+    megen = MeGen(element="Cu", random_state=0, policy_kwargs={"n_directions": 256})
+    run = tmp_path / "run"
+    megen.train(run, seeds=seeds, calculator="emt", iterations=2, episodes=8, minibatch=8,
+                ppo_epochs=1, max_atoms=12)
+    assert (run / "checkpoint_last.pt").exists() and (run / "curve.png").exists()
+    megen.train(run, calculator="emt", iterations=3, episodes=8, minibatch=8, ppo_epochs=1,
+                max_atoms=12, resume=True)
+    records = [line for line in (run / "log.jsonl").read_text().splitlines() if line]
+    assert len(records) == 3                                     # 2 + 1 more, nothing repeated
+    loaded = MeGen.load(run / "checkpoint_last.pt")
+    assert loaded.element == "Cu"
+    from ase_mlgen.jobs import RunDirectory
+
+    assert RunDirectory(run).summary()["state"] == "done"
+
+
+# -- generation ----------------------------------------------------------------------------
+def test_generate_returns_n_atom_clusters_that_obey_the_rules(tmp_path):
+    seeds = [_cluster(7, seed=s) for s in range(3)]
+    megen = MeGen(seeds=seeds, random_state=0)
+    out = megen.generate(10)
+    assert len(out) == 10 and all(len(a) == 8 for a in out)
+    assert all(a.info["generator"] == "megen" for a in out)
+    rules = megen.rules
+    for a in out:
+        d = np.sort(np.linalg.norm(a.positions[:-1] - a.positions[-1], axis=1))
+        assert rules.windows[0][0] <= d[0] <= rules.windows[0][1]
+    # save / load round trip and refusal of foreign files
+    path = megen.save(tmp_path / "megen.pt")
+    assert len(MeGen.load(path, seeds=seeds).generate(2)) == 2
+    torch.save({"foo": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a MeGen"):
+        MeGen.load(tmp_path / "bad.pt")
+
+
+def test_oversample_screens_with_a_batched_predict():
+    megen = MeGen(seeds=[_cluster(7)], calculator=_PairCalc(), oversample=4, random_state=0)
+    out = megen.generate(5)
+    assert len(out) == 5 and all("predicted_energy" in a.info for a in out)
+
+
+def test_iterative_growth_from_scratch():
+    from ase_mlgen.calculators.lennard_jones import FullLennardJones
+    from ase.calculators.emt import EMT
+
+    megen = MeGen(element="Cu", random_state=0, policy_kwargs={"n_directions": 256})
+    result = megen.iterate(5, relax_calculator=EMT(), per_size=4, keep=2, fmax=0.1, steps=100)
+    assert sorted(result) == [3, 4, 5]
+    assert all(len(m) == 5 for m in result[5])
+    energies = [m.info["energy"] for m in result[5]]
+    assert energies == sorted(energies)
+
+
+def test_search_generator_factory():
+    gen = make_search_generator(Atoms("Ga8"), 0, {})
+    out = gen.generate(3, rng=np.random.default_rng(0))
+    assert [len(a) for a in out] == [8, 8, 8]
+    gen.observe(out[0], -10.0)
+    assert len(gen.generate(2)) == 2
+    with pytest.raises(ValueError, match="mono-elemental"):
+        make_search_generator(Atoms("GaCu"), 0, {})
+
+
+# -- duplicates ----------------------------------------------------------------------------
+def test_duplicates_paper_and_fingerprint():
+    a = _cluster(13)
+    b = a.copy()
+    b.rotate(40, "x")
+    b.translate([1, 2, 3])
+    b = b[np.random.default_rng(0).permutation(len(b))]
+    c = a.copy()
+    c.positions[0] += [0.6, 0.0, 0.0]
+    assert same_by_distances_and_angles(a, b) and not same_by_distances_and_angles(a, c)
+    for method in ("paper", "fingerprint"):
+        assert len(unique([a, b, c], method=method, energy_tol=None)) == 2
+    filt = DuplicateFilter("paper", energy_tol=0.01)
+    a.info["energy"], b.info["energy"] = -1.0, -1.5
+    assert filt.add(a) and filt.add(b)                          # energies differ: distinct
