@@ -5,7 +5,9 @@ Build the data first (resumable; the scale used is recorded in the JSON)::
     ase-mlgen dataset clusters --element Ga --sizes 31-70 --per-size 6 --frames 4 --steps 40 \
         --teacher gap:../shared/data/ga/Ga_gap.xml --db bench/data/ga_gap.db --workers 2
 
-then ``python bench/dart.py --db bench/data/ga_gap.db [--max-epochs N]``.
+then ``python bench/dart.py --db bench/data/ga_gap.db [--max-epochs N] [--max-seconds S]`` (or
+its parts ``--part dart``, ``--part hdnn``, ``--part transfer`` as separate processes, then
+``--part merge``).
 
 Reports, next to the DART paper's targets: test MAE and RMSE per cluster (eV, kcal/mol) on a random
 80/10/10 split, the HDNN (ACSF + per-atom MLP) baseline on the same split, the size-transfer split
@@ -66,7 +68,8 @@ def train_model(kind, train, val, args, hyper=None):
     if kind == "hdnn":
         hyper.setdefault("species", ["Ga"])
     model = build_model(kind, hyper)
-    trainer = EnergyTrainer(max_epochs=args.max_epochs, device=args.device, seed=args.seed)
+    trainer = EnergyTrainer(max_epochs=args.max_epochs, device=args.device, seed=args.seed,
+                            max_seconds=args.max_seconds)
     t0 = time.perf_counter()
     summary = trainer.fit(model, train, val, progress=args.progress)
     summary["wall_seconds"] = time.perf_counter() - t0
@@ -133,113 +136,150 @@ def parity_plot(path, panels):
     plt.close(fig)
 
 
+def run_part(part, args, images, sizes, energy, final) -> dict:
+    """One part of the benchmark: ``dart`` and ``hdnn`` (random split), ``transfer``."""
+    from ase_mlgen.nn.training import split_indices
+
+    pick = lambda idx: [images[i] for i in idx]  # noqa: E731
+    i_train, i_val, i_test = split_indices(len(images), [0.8, 0.1, 0.1], seed=args.seed)
+    out: dict = {"part": part, "load_average_at_start": os.getloadavg()}
+    if part in ("dart", "hdnn"):
+        print(f"{part}: random split {len(i_train)} train, {len(i_val)} val, {len(i_test)} test",
+              flush=True)
+        model, summary = train_model(part, pick(i_train), pick(i_val), args)
+        pred = predict(part, model, pick(i_test))
+        fin = final[i_test]
+        out.update({
+            "split": "random 80/10/10", "n_train": len(i_train), "n_val": len(i_val),
+            "train_summary": summary, "test": errors(pred, energy[i_test]),
+            "test_final_structures_only": errors(pred[fin], energy[i_test][fin])
+            if fin.any() else None,
+            "spearman_within_size": spearman_within_size(pred, energy[i_test], sizes[i_test]),
+            "points": {"ref": energy[i_test].tolist(), "pred": pred.tolist(),
+                       "sizes": sizes[i_test].tolist()}})
+        if part == "dart":
+            with50 = [i for i in i_test if sizes[i] == 50] or list(np.flatnonzero(sizes == 50))
+            if with50:
+                template = images[with50[0]].copy()
+                template.calc = None
+                out["inference"] = inference_speed(model, template, args.speed_clusters,
+                                                   args.threads)
+            from ase_mlgen.calculators.dart import DART
+
+            DART(model, species=["Ga"]).save(Path(args.parts) / "dart_random_split.pt")
+    elif part == "transfer":
+        big = args.transfer_size
+        small = np.flatnonzero(sizes < big)
+        test = np.flatnonzero(sizes == big)
+        if not len(test):
+            raise SystemExit(f"no Ga{big} clusters in the database")
+        i_tr, i_va = split_indices(len(small), [0.9, 0.1], seed=args.seed)
+        print(f"transfer: {len(i_tr)} train (<{big} atoms), {len(i_va)} val, {len(test)} test "
+              f"(Ga{big})", flush=True)
+        model, summary = train_model("dart", pick(small[i_tr]), pick(small[i_va]), args)
+        pred = predict("dart", model, pick(test))
+        out.update({"train_sizes": [int(sizes[small].min()), int(sizes[small].max())],
+                    "test_size": big, "n_train": len(i_tr), "n_val": len(i_va),
+                    "train_summary": summary, "test": errors(pred, energy[test]),
+                    "spearman_within_size": spearman_within_size(pred, energy[test],
+                                                                 sizes[test]),
+                    "points": {"ref": energy[test].tolist(), "pred": pred.tolist(),
+                               "sizes": sizes[test].tolist()}})
+    else:
+        raise SystemExit(f"unknown part {part!r}")
+    print(json.dumps(out["test"]), flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="bench/data/ga_gap.db")
     ap.add_argument("--out", default="bench/results/dart.json")
-    ap.add_argument("--max-epochs", type=int, default=300)
+    ap.add_argument("--parts", default="bench/data/parts",
+                    help="folder for the results of each part (merged into --out)")
+    ap.add_argument("--part", action="append", choices=("dart", "hdnn", "transfer", "merge"),
+                    help="run only these parts (repeat); default: all, then merge. Parts can "
+                         "run as separate processes at the same time")
+    ap.add_argument("--max-epochs", type=int, default=2000)
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="time box for each training (wall clock, s)")
     ap.add_argument("--transfer-size", type=int, default=70)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed-clusters", type=int, default=10000)
-    ap.add_argument("--skip-hdnn", action="store_true")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    parts = args.part or ["dart", "hdnn", "transfer", "merge"]
 
     from ase.db import connect
 
     from ase_mlgen.data.clusters import load_dataset
-    from ase_mlgen.nn.training import split_indices
+    from ase_mlgen.utils.io import atomic_json_dump
 
     images = load_dataset(args.db)
-    meta = connect(args.db).metadata
     sizes = np.array([len(a) for a in images])
     energy = np.array([a.get_potential_energy() for a in images])
     final = np.array([a.info.get("final", 0) for a in images], dtype=bool)
-    n_relax = len(meta.get("completed_seeds", []))
+    Path(args.parts).mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        if part != "merge":
+            atomic_json_dump(run_part(part, args, images, sizes, energy, final),
+                             Path(args.parts) / f"{part}.json")
+    if "merge" not in parts:
+        return 0
+
+    meta = connect(args.db).metadata
     result = {
         "benchmark": "DART on GAP-labelled Ga clusters",
         "targets": TARGETS,
         "dataset": {"db": args.db, "teacher": meta.get("teacher"), "structures": len(images),
-                    "relaxations": n_relax, "final_structures": int(final.sum()),
+                    "relaxations": len(meta.get("completed_seeds", [])),
+                    "final_structures": int(final.sum()),
                     "sizes": [int(sizes.min()), int(sizes.max())],
                     "distinct_sizes": int(len(set(sizes))),
                     "per_size_structures": {int(n): int((sizes == n).sum())
                                             for n in sorted(set(sizes))},
                     "note": "rows are frames of teacher (GAP) FIRE relaxation paths from random "
-                            "compact starts (unrelaxed start included) plus each path's final "
-                            "structure; see build settings"},
-        "settings": {"max_epochs": args.max_epochs, "device": args.device,
-                     "torch_threads": args.threads, "seed": args.seed,
+                            "compact starts (the unrelaxed start included) plus each path's final "
+                            "structure; duplicate final structures removed"},
+        "settings": {"max_epochs": args.max_epochs, "max_seconds": args.max_seconds,
+                     "device": args.device, "torch_threads": args.threads, "seed": args.seed,
                      "trainer": "paper settings (L1, Adam 1e-3, batch 32, plateau x0.1 / 25, "
-                                "stop at lr 1e-8) capped at max_epochs"},
+                                "stop at lr 1e-8), capped at max_epochs / max_seconds"},
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
-                    "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_at_start": os.getloadavg()},
+                    "platform": platform.platform(), "cpus": os.cpu_count()},
     }
     build = Path(args.db).with_name("build_settings.json")
     if build.exists():
         result["dataset"]["build_settings"] = json.loads(build.read_text())
-
-    # -- random 80/10/10 split ------------------------------------------------------------------
-    i_train, i_val, i_test = split_indices(len(images), [0.8, 0.1, 0.1], seed=args.seed)
-    pick = lambda idx: [images[i] for i in idx]  # noqa: E731
     panels = []
-    print(f"random split: {len(i_train)} train, {len(i_val)} val, {len(i_test)} test", flush=True)
-    model, summary = train_model("dart", pick(i_train), pick(i_val), args)
-    pred = predict("dart", model, pick(i_test))
-    result["dart_random_split"] = {
-        "train_summary": summary, "test": errors(pred, energy[i_test]),
-        "test_final_structures_only": errors(pred[final[i_test]], energy[i_test][final[i_test]])
-        if final[i_test].any() else None,
-        "spearman_within_size": spearman_within_size(pred, energy[i_test], sizes[i_test]),
-    }
-    panels.append(("DART, random split (test)", energy[i_test], pred, sizes[i_test]))
-    print(json.dumps(result["dart_random_split"]["test"]), flush=True)
-    with50 = [i for i in i_test if sizes[i] == 50] or list(np.flatnonzero(sizes == 50))
-    if with50:
-        template = images[with50[0]].copy()
-        template.calc = None
-        result["inference"] = inference_speed(model, template, args.speed_clusters, args.threads)
-        torch.set_num_threads(args.threads)
-        print(json.dumps(result["inference"]), flush=True)
-
-    if not args.skip_hdnn:
-        hmodel, hsummary = train_model("hdnn", pick(i_train), pick(i_val), args)
-        hpred = predict("hdnn", hmodel, pick(i_test))
-        result["hdnn_random_split"] = {
-            "train_summary": hsummary, "test": errors(hpred, energy[i_test]),
-            "spearman_within_size": spearman_within_size(hpred, energy[i_test], sizes[i_test])}
-        panels.append(("HDNN (ACSF), random split (test)", energy[i_test], hpred, sizes[i_test]))
-        print(json.dumps(result["hdnn_random_split"]["test"]), flush=True)
-
-    # -- size transfer --------------------------------------------------------------------------
-    big = args.transfer_size
-    if (sizes == big).any() and (sizes < big).any():
-        small = np.flatnonzero(sizes < big)
-        i_tr, i_va = split_indices(len(small), [0.9, 0.1], seed=args.seed)
-        tmodel, tsummary = train_model("dart", pick(small[i_tr]), pick(small[i_va]), args)
-        test = np.flatnonzero(sizes == big)
-        tpred = predict("dart", tmodel, pick(test))
-        result["dart_size_transfer"] = {
-            "train_sizes": [int(sizes[small].min()), int(sizes[small].max())],
-            "test_size": big, "train_summary": tsummary, "test": errors(tpred, energy[test]),
-            "spearman_within_size": spearman_within_size(tpred, energy[test], sizes[test])}
-        panels.append((f"DART, train <{big}, test Ga{big}", energy[test], tpred, sizes[test]))
-        print(json.dumps(result["dart_size_transfer"]["test"]), flush=True)
-
+    names = {"dart": ("dart_random_split", "DART, random split (test)"),
+             "hdnn": ("hdnn_random_split", "HDNN (ACSF), random split (test)"),
+             "transfer": ("dart_size_transfer", f"DART, train <{args.transfer_size}, "
+                                                f"test Ga{args.transfer_size}")}
+    for part, (key, title) in names.items():
+        path = Path(args.parts) / f"{part}.json"
+        if not path.exists():
+            result[key] = None
+            continue
+        data = json.loads(path.read_text())
+        pts = data.pop("points")
+        if "inference" in data:
+            result["inference"] = data.pop("inference")
+        result[key] = data
+        panels.append((title, np.array(pts["ref"]), np.array(pts["pred"]),
+                       np.array(pts["sizes"])))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png = out.with_name(out.stem + "_parity.png")
-    parity_plot(png, panels)
-    result["parity_png"] = str(png)
-    from ase_mlgen.utils.io import atomic_json_dump
-
+    if panels:
+        parity_plot(png, panels)
+        result["parity_png"] = str(png)
     atomic_json_dump(result, out)
-    print(f"wrote {out} and {png}")
+    print(f"wrote {out}" + (f" and {png}" if panels else ""))
     return 0
 
 

@@ -13,9 +13,9 @@ CELU activations, Kaiming-normal initialisation. The shell sums are batched matr
 ``(B, N, N)`` shell membership matrices (:func:`ase_mlgen.descriptors.tad.shell_masks`) with the
 ``(B, N, 128)`` neighbour embeddings — no Python loop over pairs.
 
-Two additions that do not change the architecture: the TAD input is divided by fixed per-column
-scales (the training set's mean counts) so that the integer counts, up to ~70, enter the first
-layer at order one; and the per-atom output is mapped to eV as ``E_i = e_ref + σ · out_i`` with the
+Three additions that do not change the architecture: the TAD input, and each shell sum, are
+divided by fixed per-shell scales (the training set's mean counts) so that the integer counts, up
+to ~70, and the sums of up to ~70 embeddings enter their layers at order one; and the per-atom output is mapped to eV as ``E_i = e_ref + σ · out_i`` with the
 per-atom energy reference ``e_ref`` (mean teacher energy per atom of the training set, eV/atom)
 and spread ``σ`` (eV/atom) kept in the model (:meth:`DARTNet.fit_reference`).
 """
@@ -167,9 +167,13 @@ class DARTNet(nn.Module):
         dtype = self.tad_scale.dtype
         tad = tad.to(dtype)
         y_f, y_j, y_k, y_l = self._embed(tad)
-        y = (y_f + torch.bmm(features["J"].to(dtype), y_j)
-             + torch.bmm(features["K"].to(dtype), y_k)
-             + torch.bmm(features["L"].to(dtype), y_l))
+        # shell sums, each divided by the training set's mean count of its shell (a constant
+        # factor, i.e. a reparametrisation of the interaction block's first layer, that keeps the
+        # sums of up to ~70 embeddings at the scale of Y_f at initialisation)
+        s = self.tad_scale
+        y = (y_f + torch.bmm(features["J"].to(dtype), y_j) / s[0]
+             + torch.bmm(features["K"].to(dtype), y_k) / s[1]
+             + torch.bmm(features["L"].to(dtype), y_l) / s[2])
         if mask is None:
             return self.energy_reference + self.energy_scale * self.interaction(y).squeeze(-1)
         # the interaction block only on real atoms (padding would cost as much as atoms)

@@ -152,13 +152,15 @@ def model_from_file(data, expect_kind: str | None = None, path: str = "file"):
 class EnergyTrainer:
     """Trains a per-atom energy model on cluster energies (see the module docstring).
 
-    All settings are constructor arguments; defaults are the DART paper's.
+    All settings are constructor arguments; defaults are the DART paper's. ``max_seconds`` (of
+    training, wall clock) is an extra stop for time-boxed runs.
     """
 
     def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), batch_size: int = 32,
                  lr_factor: float = 0.1, patience: int = 25, lr_eps: float = 1e-9,
                  min_lr: float = 1e-8, max_epochs: int = 2000, seed: int = 0,
-                 device: str | torch.device = "auto", dtype: torch.dtype = torch.float32):
+                 device: str | torch.device = "auto", dtype: torch.dtype = torch.float32,
+                 max_seconds: float | None = None):
         from ase_mlgen.utils.device import resolve_device
 
         self.lr, self.betas, self.batch_size = float(lr), tuple(betas), int(batch_size)
@@ -166,6 +168,7 @@ class EnergyTrainer:
         self.min_lr, self.max_epochs, self.seed = float(min_lr), int(max_epochs), int(seed)
         self.device = resolve_device(device)
         self.dtype = dtype
+        self.max_seconds = None if max_seconds is None else float(max_seconds)
 
     def fit(self, model, train: Sequence[Atoms], validation: Sequence[Atoms] | None = None,
             run_dir=None, resume: bool = False, species: Sequence[str] | None = None,
@@ -218,6 +221,9 @@ class EnergyTrainer:
         while epoch < self.max_epochs:
             if opt.param_groups[0]["lr"] <= self.min_lr * (1 + 1e-6):
                 stop = "min_lr"
+                break
+            if self.max_seconds is not None and train_s >= self.max_seconds:
+                stop = "max_seconds"
                 break
             te = time.perf_counter()
             epoch += 1

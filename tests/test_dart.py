@@ -1,0 +1,218 @@
+"""DART: dataset builder, network, calculator, training jobs, CLI, energy bins, HDNN baseline."""
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.db import connect
+
+from ase_mlgen.calculators.dart import DART
+from ase_mlgen.data import build_cluster_dataset, load_dataset, parse_sizes
+from ase_mlgen.nn.dart import DARTNet
+
+SMALL = {"embedding_dims": (3, 16, 16), "interaction_dims": (16, 16, 8, 1)}
+
+
+@pytest.fixture(scope="module")
+def cu_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("data") / "cu.db"
+    build_cluster_dataset("Cu", "6-7", 3, "emt", db, frames=2, steps=15, seed=1, progress=False)
+    return db
+
+
+@pytest.fixture(scope="module")
+def cu_images(cu_db):
+    return load_dataset(cu_db)
+
+
+def test_parse_sizes():
+    assert parse_sizes("31-33,40") == [31, 32, 33, 40]
+    assert parse_sizes(13) == [13]
+    with pytest.raises(ValueError, match="sizes"):
+        parse_sizes("a-b")
+
+
+def test_dataset_rows_and_resume(cu_db, tmp_path):
+    con = connect(cu_db)
+    rows = list(con.select())
+    assert len(rows) >= 6 * 2
+    row = rows[0]
+    for key in ("relaxed", "final", "frame", "teacher", "seed"):
+        assert key in row.key_value_pairs
+    assert row.teacher == "emt" and row.natoms in (6, 7)
+    assert row.get("energy") is not None and row.get("forces") is not None
+    finals = list(con.select(final=1))
+    assert 1 <= len(finals) <= 6
+    # rerunning completes nothing new; a larger per_size adds only the new starts
+    n = con.count()
+    again = build_cluster_dataset("Cu", "6-7", 3, "emt", cu_db, frames=2, steps=15, seed=1,
+                                  progress=False)
+    assert again["relaxations"] == 0 and connect(cu_db).count() == n
+    more = build_cluster_dataset("Cu", "6-7", 4, "emt", cu_db, frames=2, steps=15, seed=1,
+                                 progress=False)
+    assert more["relaxations"] == 2 and connect(cu_db).count() > n
+
+
+def test_duplicate_minima_removed(tmp_path):
+    db = tmp_path / "dup.db"
+    # Cu4 relaxes to the same tetrahedron from every start
+    out = build_cluster_dataset("Cu", 4, 4, "emt", db, frames=0, steps=300, fmax=0.01,
+                                progress=False)
+    assert out["duplicate_minima"] >= 1
+    assert connect(db).count() == 4 - out["duplicate_minima"]
+
+
+def test_network_invariance_and_padding():
+    torch.manual_seed(0)
+    net = DARTNet(**SMALL).double().requires_grad_(False)
+    rng = np.random.default_rng(0)
+    pos = torch.as_tensor(rng.uniform(0, 8, (1, 12, 3)))
+    e = net(pos).sum()
+    rot = torch.as_tensor(__import__("scipy").spatial.transform.Rotation.random(
+        random_state=1).as_matrix())
+    assert float(net(pos @ rot.T + 3.0).sum()) == pytest.approx(float(e), rel=1e-10)
+    perm = torch.randperm(12)
+    assert float(net(pos[:, perm]).sum()) == pytest.approx(float(e), rel=1e-10)
+    padded = torch.cat([pos, torch.zeros(1, 3, 3, dtype=pos.dtype)], dim=1)
+    mask = torch.zeros(1, 15, dtype=torch.bool)
+    mask[0, :12] = True
+    ep = net(padded, mask)
+    assert float(ep.sum()) == pytest.approx(float(e), rel=1e-10)
+    assert torch.all(ep[0, 12:] == 0)
+
+
+def test_default_network_is_the_papers():
+    net = DARTNet()
+    dims = [m.out_features for m in net.interaction if isinstance(m, torch.nn.Linear)]
+    assert dims == [256, 128, 32, 1]
+    for mlp_ in (net.mlp_f, net.mlp_j, net.mlp_k, net.mlp_l):
+        assert [m.out_features for m in mlp_ if isinstance(m, torch.nn.Linear)] == [128, 128]
+    assert any(isinstance(m, torch.nn.CELU) for m in net.interaction)
+
+
+@pytest.fixture(scope="module")
+def trained(cu_images, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "dart"
+    return DART.train(cu_images, device="cpu", run_dir=run, max_epochs=4, **SMALL), run
+
+
+def test_calculator_energy_energies_predict(trained, cu_images):
+    calc, run = trained
+    atoms = cu_images[0].copy()
+    atoms.calc = calc
+    e = atoms.get_potential_energy()
+    assert np.isfinite(e)
+    assert atoms.get_potential_energies().sum() == pytest.approx(e, rel=1e-5)
+    pred = calc.predict(cu_images[:5])
+    assert pred[0] == pytest.approx(e, rel=1e-5, abs=1e-4)
+    with pytest.raises(PropertyNotImplementedError, match="integer TAD"):
+        atoms.get_forces()
+    for name in ("log.jsonl", "checkpoint_last.pt", "checkpoint_best.pt", "curve.png",
+                 "model.pt"):
+        assert (run / name).exists()
+
+
+def test_save_load_and_refusals(trained, cu_images, tmp_path):
+    calc, _ = trained
+    path = calc.save(tmp_path / "m.pt")
+    back = DART.load(path)
+    np.testing.assert_allclose(back.predict(cu_images[:4]), calc.predict(cu_images[:4]))
+    assert back.species == ["Cu"]
+    data = torch.load(path, weights_only=False)
+    for key in ("format", "version", "species", "shells", "width", "hyper",
+                "energy_reference_eV_per_atom"):
+        assert key in data
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an ase_mlgen model"):
+        DART.load(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a DART model"):
+        DART.load(tmp_path / "text.pt")
+    with pytest.raises(ValueError, match="Ga"):
+        calc.predict([Atoms("Ga3", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]])])
+
+
+def test_smooth_tad_gives_forces(cu_images, tmp_path):
+    calc = DART.train(cu_images, device="cpu", run_dir=tmp_path / "smooth", max_epochs=2,
+                      width=0.2, **SMALL)
+    calc.model.double()
+    atoms = cu_images[0].copy()
+    atoms.calc = calc
+    f = atoms.get_forces()
+    h = 1e-4
+    pos = atoms.positions.copy()
+    for i, x in ((0, 0), (3, 2)):
+        p = pos.copy(); p[i, x] += h
+        m = pos.copy(); m[i, x] -= h
+        atoms.positions = p
+        ep = atoms.get_potential_energy()
+        atoms.positions = m
+        em = atoms.get_potential_energy()
+        assert -(ep - em) / (2 * h) == pytest.approx(f[i, x], rel=1e-4, abs=1e-6)
+
+
+def test_background_training_and_resume(cu_images, tmp_path):
+    run = tmp_path / "bg"
+    job = DART.train(cu_images, device="cpu", run_dir=run, max_epochs=3, background=True,
+                     **SMALL)
+    assert job.pid is not None
+    calc = job.result(timeout=300)
+    assert isinstance(calc, DART)
+    assert job.status()["epoch"] == 3
+    # a finished run continues to more epochs with resume
+    from ase_mlgen.cli.main import main
+
+    assert main(["train", "dart", "--out", str(run), "--resume", "--max-epochs", "5"]) == 0
+    assert job.status()["epoch"] == 5
+
+
+def test_cli_train_and_predict(cu_db, tmp_path, capsys):
+    from ase.io import write
+
+    from ase_mlgen.cli.main import main
+
+    out = tmp_path / "cli_run"
+    assert main(["train", "dart", str(cu_db), "--select", "natoms>=6", "--out", str(out),
+                 "--device", "cpu", "--max-epochs", "2"]) == 0
+    xyz = tmp_path / "s.xyz"
+    write(xyz, load_dataset(cu_db)[:3])
+    capsys.readouterr()
+    assert main(["predict", str(out / "model.pt"), str(xyz)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    assert main(["predict", str(out), str(xyz), "--db", str(tmp_path / "p.db")]) == 0
+    assert connect(tmp_path / "p.db").count() == 3
+
+
+def test_train_hooks_missing_is_skipped_other_errors_surface(tmp_path, monkeypatch):
+    from ase_mlgen.cli import train
+
+    assert train._import_hook("ase_mlgen.no_such_model.cli_hooks") is None
+    (tmp_path / "broken_hook_for_test.py").write_text("import a_dependency_that_is_missing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_missing"):
+        train._import_hook("broken_hook_for_test")
+
+
+def test_energy_bins(trained, cu_images):
+    from ase_mlgen.select import energy_bins
+
+    calc, _ = trained
+    picks = energy_bins(cu_images, calc, 4)
+    assert 1 <= len(picks) <= 4
+    bins = [a.info["energy_bin"] for a in picks]
+    assert bins == sorted(set(bins))
+    e = np.arange(10.0)
+    imgs = [Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]) for _ in range(10)]
+    picks = energy_bins(imgs, None, 5, per_atom=False, energies=e)
+    assert [a.info["source_index"] for a in picks] == [0, 2, 4, 6, 8]
+
+
+def test_hdnn_baseline_trains(cu_images, tmp_path):
+    from ase_mlgen.nn.hdnn import HDNNNet
+    from ase_mlgen.nn.training import EnergyTrainer, predict_features
+
+    model = HDNNNet(species=["Cu"], r_cut=5.0, hidden=(8,))
+    EnergyTrainer(max_epochs=2, device="cpu").fit(model, cu_images[:20], cu_images[20:])
+    pred = predict_features(model, model.featurize_images(cu_images[:3]))
+    assert pred.shape == (3,) and torch.isfinite(pred).all()
