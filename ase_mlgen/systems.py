@@ -53,7 +53,7 @@ def lennard_jones_cluster(n: int) -> System:
         raise ValueError("a Lennard-Jones cluster needs at least 2 atoms")
     atoms = Atoms(f"Ar{n}")
     atoms.info.update(system=f"LJ{n}", bond_length=LJ_BOND, bh_temperature=0.8, bh_dr=0.4,
-                      mh_T0=4000.0, mh_timestep=5.0, mh_Ediff0=2.0)
+                      mh_T0=2000.0, mh_timestep=1.0, mh_Ediff0=2.0)
     return System(f"LJ{n}", atoms, "lj", LJ_MINIMA.get(n), "ε")
 
 

@@ -91,13 +91,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="OQMD CSV (default: the shared file)")
-    parser.add_argument("--seeds", type=int, default=2, help="model seeds per model (paper: 5)")
-    parser.add_argument("--epochs", type=int, default=20, help="generator epochs (paper: 150)")
-    parser.add_argument("--predictor-epochs", type=int, default=4,
+    parser.add_argument("--seeds", type=int, default=1, help="model seeds per model (paper: 5)")
+    parser.add_argument("--epochs", type=int, default=30, help="generator epochs (paper: 150)")
+    parser.add_argument("--predictor-epochs", type=int, default=1,
                         help="predictor epochs with dropout (paper: 120)")
-    parser.add_argument("--finetune-epochs", type=int, default=2,
+    parser.add_argument("--finetune-epochs", type=int, default=3,
                         help="predictor epochs without dropout (paper: 120)")
-    parser.add_argument("--predictor-batch-size", type=int, default=1024)
+    parser.add_argument("--predictor-batch-size", type=int, default=512)
     parser.add_argument("--early-stopping", type=int, default=None)
     parser.add_argument("-n", type=int, default=1000, help="generated compositions per set")
     parser.add_argument("--threads", type=int, default=1)

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")   # before quippy/torch load: no oversubscription
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,6 @@ def relaxed_random_minima(n_atoms: int, n_relax: int, seed: int, calc_spec: str)
     """Unique teacher minima of a short random search (the seeds of a size)."""
     from ase_mlgen.generators.megen import unique
     from ase_mlgen.search.runner import run_search
-    from ase_mlgen.search.storage import SearchStorage
 
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "seed.db")
@@ -101,6 +102,8 @@ def megen_search(n_atoms: int, budget: int, seed: int, calc_spec: str, options: 
             search.call_observers()
         report = search.recorder.summary()
         report["session_wall_seconds"] = time.perf_counter() - t0
+        # single-point energies MeGen spent on screening (oversample/beam), not in "calls"
+        report["reward_calls"] = getattr(gen.megen, "n_reward_calls", None)
         minima = _minima(db, "megen", seed)
     return report, minima
 
@@ -172,6 +175,9 @@ def stage_train(args) -> None:
 
 def _model_options(args) -> dict:
     model = PARTS / "megen_ga.pt"
+    deadline = time.time() + args.wait_model
+    while not model.exists() and not args.untrained and time.time() < deadline:
+        time.sleep(10)
     opts = {"oversample": str(args.oversample), "reward": args.reward}
     if model.exists() and not args.untrained:
         opts["model"] = str(model)
@@ -205,6 +211,7 @@ def stage_table1(args) -> None:
                 "within_0.5_per_100": 100.0 * c05 / args.budget,
                 "within_1.0_per_100": 100.0 * c10 / args.budget,
                 "best_energy": rep["best_energy"], "calls": rep["calls"],
+                "reward_calls": rep.get("reward_calls"),
                 "seconds": rep["seconds"], "n_minima": rep["n_minima"]}
         row["wall_seconds"] = time.perf_counter() - t0
         out[f"Ga{n - 1}->Ga{n}"] = row
@@ -220,6 +227,7 @@ def stage_table2(args) -> None:
     emin = start[0].info["energy"]
     start = [s for s in start if s.info["energy"] <= emin + 1.0][:5]
     model = PARTS / "megen_ga.pt"
+    _model_options(args)
     megen = (MeGen.load(model, random_state=0) if model.exists() and not args.untrained
              else MeGen(random_state=0))
     megen.seeds = start
@@ -252,11 +260,13 @@ def stage_race(args) -> None:
     out = {}
     for n in args.race:
         runs = {"megen": [], "bh": []}
+        for seed in range(args.n_seeds):   # baselines first: they need no trained model
+            rep, _ = baseline_search("bh", n, args.race_budget, seed, _teacher())
+            runs["bh"].append(rep)
+            _write_part(f"race_Ga{n}", {"runs": runs})
         for seed in range(args.n_seeds):
             rep, _ = megen_search(n, args.race_budget, seed, _teacher(), _model_options(args))
             runs["megen"].append(rep)
-            rep, _ = baseline_search("bh", n, args.race_budget, seed, _teacher())
-            runs["bh"].append(rep)
             _write_part(f"race_Ga{n}", {"runs": runs})
         lowest = min(r["best_energy"] for reps in runs.values() for r in reps)
         summary = {"lowest_energy": lowest, "budget": args.race_budget, "methods": {}}
@@ -274,6 +284,7 @@ def stage_race(args) -> None:
                 "median_calls": float(np.median([h["calls"] for h in found])) if found else None,
                 "median_seconds": (float(np.median([h["seconds"] for h in found]))
                                    if found else None),
+                "reward_calls": [r.get("reward_calls") for r in reps],
                 "relaxations_to_lowest": [h["relaxations"] if h else None for h in hits]}
         out[f"Ga{n}"] = summary
         _write_part("race", out)
@@ -372,14 +383,16 @@ def main(argv=None) -> int:
     p.add_argument("--n-seeds", type=int, default=5)
     p.add_argument("--oversample", type=int, default=4)
     p.add_argument("--untrained", action="store_true")
+    p.add_argument("--wait-model", type=float, default=0.0,
+                   help="seconds to wait for the trained model of a parallel train stage")
     p.add_argument("--quick", action="store_true",
                    help="scaled down for a shared CPU: Ga8/Ga18, budget 30, Ga10→12, Ga13 race")
     args = p.parse_args(argv)
     if args.quick:
         args.iterations, args.episodes = 40, 32
-        args.table1, args.budget, args.seed_relax = [8, 18], 30, 10
-        args.table2, args.per_size = [10, 12], 10
-        args.race, args.race_budget, args.n_seeds = [13], 30, 3
+        args.table1, args.budget, args.seed_relax = [8, 18], 20, 8
+        args.table2, args.per_size = [10, 12], 8
+        args.race, args.race_budget, args.n_seeds = [13], 20, 3
         args.train_seed_relax = 4
     args.reward = args.reward or _teacher()
     _threads()

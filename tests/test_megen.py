@@ -177,7 +177,6 @@ def test_oversample_screens_with_a_batched_predict():
 
 
 def test_iterative_growth_from_scratch():
-    from ase_mlgen.calculators.lennard_jones import FullLennardJones
     from ase.calculators.emt import EMT
 
     megen = MeGen(element="Cu", random_state=0, policy_kwargs={"n_directions": 256})
@@ -213,3 +212,14 @@ def test_duplicates_paper_and_fingerprint():
     filt = DuplicateFilter("paper", energy_tol=0.01)
     a.info["energy"], b.info["energy"] = -1.0, -1.5
     assert filt.add(a) and filt.add(b)                          # energies differ: distinct
+
+
+def test_cli_train_megen_and_status(tmp_path, capsys):
+    from ase_mlgen.cli.main import main
+
+    run = tmp_path / "cli"
+    assert main(["train", "megen", "--calc", "emt", "--element", "Cu", "--out", str(run),
+                 "--iterations", "1", "--episodes", "4", "--max-atoms", "5",
+                 "--threads", "1"]) == 0
+    assert main(["status", str(run)]) == 0
+    assert "done" in capsys.readouterr().out

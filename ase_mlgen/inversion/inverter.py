@@ -98,6 +98,32 @@ def compact_box_length(numbers: Sequence[int], packing: float = 1.45) -> float:
     return float(max(volume ** (1.0 / 3.0), 1.0))
 
 
+class _Adam:
+    """Adam on one tensor (Kingma & Ba), in place; non-finite gradients count as zero.
+
+    Written out (a few lines) instead of ``torch.optim.Adam``, whose first use imports
+    ``torch._dynamo`` (seconds of start-up on a busy machine).
+    """
+
+    def __init__(self, param: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.param = param
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        g = torch.nan_to_num(self.param.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        self.t += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        mhat = self.m / (1 - self.b1 ** self.t)
+        vhat = self.v / (1 - self.b2 ** self.t)
+        self.param.sub_(lr * mhat / (vhat.sqrt() + self.eps))
+
+
 class ACSFInverter:
     """Reconstruct structures from (per-atom or pooled) fingerprints — the paper's Algorithm 1.
 
@@ -267,13 +293,11 @@ class ACSFInverter:
             if stage > 0:
                 start = best_pos + self.rng.normal(0.0, self.hop_size, size=best_pos.shape)
             pos = torch.tensor(start, dtype=dt, device=dev, requires_grad=True)
-            opt = torch.optim.Adam([pos], lr=self.lr)
+            opt = _Adam(pos)
             stage_best = np.full(B, np.inf)
             stage_pos = start.copy()
             for step in range(self.steps):
                 lr = self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / self.steps)))
-                for group in opt.param_groups:
-                    group["lr"] = lr
                 if self.pooling is None and self.assign_every and step % self.assign_every == 0:
                     with torch.no_grad():
                         per_atom = self._describe(pos.detach(), numbers, cell_b, pbc_arg)
@@ -288,13 +312,9 @@ class ACSFInverter:
                 if np.all(stage_best < tol_abs) or (stage_best.min() < tol_abs
                                                     and step >= self.steps // 4):
                     break
-                opt.zero_grad(set_to_none=True)
+                pos.grad = None
                 loss.sum().backward()
-                with torch.no_grad():
-                    bad = ~torch.isfinite(pos.grad)
-                    if bad.any():
-                        pos.grad[bad] = 0.0
-                opt.step()
+                opt.step(lr)
             keep = stage_best < best_loss
             best_loss[keep] = stage_best[keep]
             best_pos[keep] = stage_pos[keep]

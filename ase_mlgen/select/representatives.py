@@ -112,11 +112,18 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
     info: dict = {"n_input": len(images), "kept": kept, "n_dropped": len(images) - len(kept)}
     if not kept:
         return ([], info) if return_info else []
-    feats = structure_features([images[i] for i in kept], descriptor)
-    # identical structures give identical features: cluster unique rows only
-    _, unique_rows = np.unique(np.round(feats, 10), axis=0, return_index=True)
-    unique_rows = np.sort(unique_rows)
-    feats_u = feats[unique_rows]
+    # exact duplicates (same elements, positions within 1e-5 Å) are clustered once
+    seen: dict[bytes, int] = {}
+    unique_rows = []
+    for row, i in enumerate(kept):
+        a = images[i]
+        key = (a.numbers.tobytes() + np.round(a.positions, 5).tobytes()
+               + np.round(a.cell.array, 5).tobytes())
+        if key not in seen:
+            seen[key] = row
+            unique_rows.append(row)
+    unique_rows = np.array(unique_rows, dtype=int)
+    feats_u = structure_features([images[kept[r]] for r in unique_rows], descriptor)
     n_comp = n_components
     if isinstance(n_comp, int):
         n_comp = max(1, min(n_comp, feats_u.shape[0], feats_u.shape[1]))

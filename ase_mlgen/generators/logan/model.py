@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "rattle": 20,
     "rattle_size": 0.05,
     "standardize": True,
+    "fresh_penalty_fakes": False,
     "log_every": 25,
     "checkpoint_every": 250,
     "device": "auto",
@@ -122,7 +123,9 @@ class LoGAN:
     ``max_neighbours``, ``radial`` (``"bessel"`` or ``"gaussian"``) or a ready ``descriptor``
     object, ``batch_size``, ``n_critic`` (critic steps per generator step), ``n_penalty``
     (gradient-penalty steps per generator step, spread evenly after the critic steps),
-    ``penalty_weight``, ``lr_generator``, ``lr_critic`` (RMSProp), ``epochs`` (generator steps),
+    ``penalty_weight``, ``fresh_penalty_fakes`` (new generated structures for every penalty
+    step, as in the paper's code, instead of reusing the critic steps' ones: 3× the descriptor
+    work), ``lr_generator``, ``lr_critic`` (RMSProp), ``epochs`` (generator steps),
     ``rattle`` / ``rattle_size`` (rattled copies of each training structure for the pools),
     ``standardize`` (scale descriptor features by the pools' mean and spread), ``device``,
     ``random_state``.
@@ -388,7 +391,9 @@ class LoGAN:
         # penalty steps after critic step c: spread n_pen evenly over the n_crit critic steps
         pen_after = [n_pen // max(n_crit, 1) + (1 if c < n_pen % max(n_crit, 1) else 0)
                      for c in range(max(n_crit, 1))]
-        n_fake = max(n_crit, 1) * B + n_pen * B
+        # penalty steps reuse the critic steps' fakes (with fresh real batches and weights)
+        # unless fresh_penalty_fakes: the generator does not change in between
+        n_fake = max(n_crit, 1) * B + (n_pen * B if p["fresh_penalty_fakes"] else 0)
         cell_b = self._cell_tensor(max(B, n_fake)) if self.periodic else None
         epochs = int(p["epochs"])
         log_every = max(int(p["log_every"]), 1)
@@ -414,6 +419,7 @@ class LoGAN:
                                        None if cell_b is None else cell_b[:n_fake])
             k = 0
             w_sum = gp_sum = 0.0
+            fresh = bool(p["fresh_penalty_fakes"])
             for c in range(n_crit):
                 real = self._sample_real(pools, B, gen)
                 fake_c = fakes[k:k + B]
@@ -424,13 +430,17 @@ class LoGAN:
                 opt_c.step()
                 w_sum += float(w.detach())
                 for _ in range(pen_after[c]):
-                    gp = self._penalty_step(pools, fakes[k:k + B], gen, opt_c)
-                    k += B
-                    gp_sum += gp
+                    if fresh:
+                        fake_p = fakes[k:k + B]
+                        k += B
+                    else:
+                        fake_p = fake_c
+                    gp_sum += self._penalty_step(pools, fake_p, gen, opt_c)
             if n_crit == 0:
                 for _ in range(n_pen):
-                    gp_sum += self._penalty_step(pools, fakes[k:k + B], gen, opt_c)
-                    k += B
+                    fake_p = fakes[k:k + B] if fresh else fakes[:B]
+                    k += B if fresh else 0
+                    gp_sum += self._penalty_step(pools, fake_p, gen, opt_c)
             acc["generator_loss"] += float(g_loss.detach())
             acc["wasserstein"] += w_sum / max(n_crit, 1)
             acc["penalty"] += gp_sum / max(n_pen, 1)

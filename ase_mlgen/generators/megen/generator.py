@@ -115,6 +115,8 @@ class MeGen:
         self.chunk = chunk
         self.device = resolve_device(device)
         self._rng = None
+        #: energy evaluations made by the reward calculator for screening (oversample, beam)
+        self.n_reward_calls = 0
         if isinstance(policy, (str, os.PathLike)):
             loaded = MeGen.load(policy, device=self.device)
             policy, self.rules = loaded.policy, loaded.rules
@@ -230,6 +232,7 @@ class MeGen:
                 raise ValueError("oversample > 1 screens candidates by predicted energy; give "
                                  "MeGen a calculator (e.g. calculator=DART.load(path))")
             energies = energies_of(kept, self.calculator)
+            self.n_reward_calls += len(kept)
             for atoms, e in zip(kept, energies):
                 atoms.info["predicted_energy"] = float(e)
             kept = [kept[i] for i in np.argsort(energies)[:n]]
@@ -250,6 +253,7 @@ class MeGen:
             if keep is not None and self.calculator is not None:
                 current = unique(current, method="paper", energy_tol=None)
                 e = energies_of(current, self.calculator)
+                self.n_reward_calls += len(current)
                 for a, ei in zip(current, e):
                     a.info["predicted_energy"] = float(ei)
                 current = [current[i] for i in np.argsort(e)[:keep]]
@@ -377,7 +381,7 @@ class SearchMeGen:
     name = "megen"
 
     def __init__(self, megen: MeGen, n_atoms: int, seeds=None, keep: int = 8,
-                 window: float = 0.5, beam: int = 16, random_state: int | None = None):
+                 window: float = 0.5, beam: int = 4, random_state: int | None = None):
         self.megen, self.n_atoms = megen, n_atoms
         self.keep, self.window, self.beam = keep, window, beam
         self.random_state = random_state
@@ -385,6 +389,7 @@ class SearchMeGen:
         self.given = read_seeds(seeds, megen.element) if seeds is not None else None
         self.minima: list[tuple[float, Atoms]] = []
         self._grown: list[Atoms] | None = None
+        self._seen = DuplicateFilter(megen.dedupe or "paper", energy_tol=None)
 
     def observe(self, atoms: Atoms, energy: float) -> None:
         """Report a relaxed ``N``-atom minimum (eV) found by the search."""
@@ -431,7 +436,15 @@ class SearchMeGen:
         if self.n_atoms == 2:
             return [tag(dimer(self.megen.element, self.megen.rules.bond_length), "megen")
                     for _ in range(n)]
-        return self.megen.generate(n, rng=rng, seeds=self._seed_pool(rng))
+        pool = self._seed_pool(rng)
+        out: list[Atoms] = []
+        for _ in range(5):   # candidates already proposed in earlier steps are not proposed again
+            for atoms in self.megen.generate(2 * n, rng=rng, seeds=pool):
+                if len(out) < n and self._seen.add(atoms):
+                    out.append(atoms)
+            if len(out) == n:
+                return out
+        return out + self.megen.generate(n - len(out), rng=rng, seeds=pool)
 
 
 def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMeGen:
@@ -440,7 +453,8 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
     Options (``--option KEY=VALUE``): ``model`` (``--model PATH``: a trained MeGen; without it an
     untrained policy that only obeys the placement rules), ``seeds`` (file of ``N−1``-atom seeds),
     ``reward`` (calculator spec for screening, e.g. ``dart:PATH``), ``oversample`` (int),
-    ``keep``, ``window`` (eV), ``focal`` (``random``/``learned``), ``device``.
+    ``keep``, ``window`` (eV), ``beam`` (width of the growth beam when no seeds are known),
+    ``focal`` (``random``/``learned``), ``device``.
     """
     symbols = set(template.get_chemical_symbols())
     if len(symbols) != 1:
@@ -458,4 +472,5 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
         megen = MeGen(element=element, focal=option(options, "focal", "random", str), **kwargs)
     return SearchMeGen(megen, len(template), seeds=option(options, "seeds", None, str),
                        keep=option(options, "keep", 8, int),
-                       window=option(options, "window", 0.5, float), random_state=seed)
+                       window=option(options, "window", 0.5, float),
+                       beam=option(options, "beam", 4, int), random_state=seed)
