@@ -167,6 +167,16 @@ def run_part(part, args, images, sizes, energy, final) -> dict:
             from ase_mlgen.calculators.dart import DART
 
             DART(model, species=["Ga"]).save(Path(args.parts) / "dart_random_split.pt")
+    elif part == "speed":
+        # inference speed of the random-split model, measured on its own (e.g. on a quieter CPU)
+        from ase_mlgen.calculators.dart import DART
+
+        model = DART.load(Path(args.parts) / "dart_random_split.pt").model
+        template = images[int(np.flatnonzero(sizes == 50)[0])].copy()
+        template.calc = None
+        out["inference"] = inference_speed(model, template, args.speed_clusters, args.threads)
+        print(json.dumps(out["inference"]), flush=True)
+        return out
     elif part == "transfer":
         big = args.transfer_size
         small = np.flatnonzero(sizes < big)
@@ -198,7 +208,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench/results/dart.json")
     ap.add_argument("--parts", default="bench/data/parts",
                     help="folder for the results of each part (merged into --out)")
-    ap.add_argument("--part", action="append", choices=("dart", "hdnn", "transfer", "merge"),
+    ap.add_argument("--part", action="append", choices=("dart", "hdnn", "transfer", "speed", "merge"),
                     help="run only these parts (repeat); default: all, then merge. Parts can "
                          "run as separate processes at the same time")
     ap.add_argument("--max-epochs", type=int, default=2000)
@@ -260,6 +270,8 @@ def main(argv=None) -> int:
              "hdnn": ("hdnn_random_split", "HDNN (ACSF), random split (test)"),
              "transfer": ("dart_size_transfer", f"DART, train <{args.transfer_size}, "
                                                 f"test Ga{args.transfer_size}")}
+    speed = Path(args.parts) / "speed.json"
+    speed_data = json.loads(speed.read_text()) if speed.exists() else None
     for part, (key, title) in names.items():
         path = Path(args.parts) / f"{part}.json"
         if not path.exists():
@@ -269,9 +281,18 @@ def main(argv=None) -> int:
         pts = data.pop("points")
         if "inference" in data:
             result["inference"] = data.pop("inference")
+        from scipy.stats import spearmanr
+
+        ref, pred, n = (np.array(pts[k]) for k in ("ref", "pred", "sizes"))
+        data["spearman_per_atom_all_sizes"] = float(spearmanr(pred / n, ref / n).correlation)
         result[key] = data
         panels.append((title, np.array(pts["ref"]), np.array(pts["pred"]),
                        np.array(pts["sizes"])))
+    if speed_data is not None:  # a separate, later speed measurement replaces the in-run one
+        if "inference" in result:
+            result["inference_during_training_run"] = result["inference"]
+        result["inference"] = {**speed_data["inference"],
+                               "load_average_at_start": speed_data["load_average_at_start"]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png = out.with_name(out.stem + "_parity.png")

@@ -36,11 +36,47 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _relax(images, calculator, fmax, steps, workers):
-    """Relax through ase_mlgen.search.relax.relax_many; returns (relaxed Atoms or None, energy)."""
-    from ase_mlgen.search.relax import relax_many
+def _relax_one(job):
+    """Fallback relaxation of one structure (BFGS) when ase_mlgen.search.relax is absent."""
+    atoms, spec, fmax, steps = job
+    from ase.optimize import BFGS
 
-    return relax_many(images, calculator, fmax=fmax, steps=steps, workers=workers)
+    from ase_mlgen.calculators.specs import CalculatorSpec
+
+    atoms = atoms.copy()
+    if not atoms.pbc.any():
+        atoms.set_cell(np.zeros((3, 3)))
+    try:
+        atoms.calc = CalculatorSpec(spec)()
+        BFGS(atoms, logfile=None).run(fmax=fmax, steps=steps)
+        energy = float(atoms.get_potential_energy())
+    except Exception:  # noqa: BLE001 - SCF failures of wild structures count as failed
+        return None, None
+    atoms.calc = None
+    return atoms, energy
+
+
+RELAX_BACKEND = {"name": None}
+
+
+def _relax(images, calculator, fmax, steps, workers):
+    """Relax through ase_mlgen.search.relax.relax_many when it exists, else a process pool of
+    BFGS runs; returns one (atoms or None, energy or None) per structure."""
+    try:
+        from ase_mlgen.search.relax import relax_many
+    except ImportError:
+        relax_many = None
+    if relax_many is not None:
+        RELAX_BACKEND["name"] = "ase_mlgen.search.relax.relax_many"
+        return relax_many(images, calculator, fmax=fmax, steps=steps, workers=workers)
+    RELAX_BACKEND["name"] = "fallback: BFGS in a process pool (relax_many was not available)"
+    jobs = [(a, calculator, fmax, steps) for a in images]
+    if workers <= 1:
+        return [_relax_one(j) for j in jobs]
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(workers) as pool:
+        return pool.map(_relax_one, jobs, chunksize=1)
 
 
 def _unpack(result):
@@ -84,7 +120,7 @@ def c5h12o(args, report):
     runs = Path(args.workdir) / "c5h12o"
     t0 = time.perf_counter()
     params = {"epochs": args.epochs, "lr_generator": args.lr, "lr_critic": args.lr,
-              "max_neighbours": 12}
+              "max_neighbours": 12, "n_penalty": args.n_penalty, "device": "cpu"}
     jobs = []
     n_parallel = max(1, args.parallel)
     per_job = int(np.ceil(args.models / n_parallel))
@@ -124,14 +160,20 @@ def c5h12o(args, report):
     print(f"generated {len(pool)} in {gen_s:.2f} s; unrelaxed, already valid isomers in the "
           f"first 2000: {sum(v for k, v in raw_valid.items() if k)}", flush=True)
 
+    from ase_mlgen.select import structure_features
+
+    t0 = time.perf_counter()
+    features = structure_features(pool)
+    feature_s = time.perf_counter() - t0
     relaxed: dict[int, tuple] = {}
     per_k = []
-    filter_s = 0.0
+    filter_s = feature_s
     relax_s = 0.0
     pca_info = None
     for k in args.ks:
         t0 = time.perf_counter()
-        picked, info = representatives(pool, k, return_info=True, random_state=args.seed)
+        picked, info = representatives(pool, k, return_info=True, random_state=args.seed,
+                                       features=features)
         filter_s += time.perf_counter() - t0
         if k == args.plot_k:
             pca_info = (info, picked)
@@ -175,6 +217,8 @@ def c5h12o(args, report):
         "relax_seconds_all_k": round(relax_s, 1),
         "relaxations_total_distinct": len(relaxed),
         "calculator": args.calculator, "fmax": args.fmax, "max_steps": args.steps,
+        "relaxation_backend": RELAX_BACKEND["name"],
+        "load_average_at_end": os.getloadavg(),
         "unrelaxed_valid_fraction_first_2000": round(
             sum(v for k, v in raw_valid.items() if k) / max(1, min(2000, len(pool))), 4),
         "per_k": per_k,
@@ -336,7 +380,8 @@ def main(argv=None):
     p.add_argument("--models", type=int, default=4)
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--epochs", type=int, default=1500)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-penalty", dest="n_penalty", type=int, default=10)
     p.add_argument("--per-model", type=int, default=2000)
     p.add_argument("--ks", type=int, nargs="+", default=[14, 15, 20, 25, 30, 38, 50])
     p.add_argument("--plot-k", type=int, default=30)

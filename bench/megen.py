@@ -386,14 +386,16 @@ def main(argv=None) -> int:
     p.add_argument("--wait-model", type=float, default=0.0,
                    help="seconds to wait for the trained model of a parallel train stage")
     p.add_argument("--quick", action="store_true",
-                   help="scaled down for a shared CPU: Ga8/Ga18, budget 30, Ga10→12, Ga13 race")
+                   help="scaled down for a shared CPU (options left at their defaults): Ga8/Ga18 "
+                        "budget 20, Ga10→12 with 8 per size, Ga13 race 3 seeds × 20")
     args = p.parse_args(argv)
-    if args.quick:
-        args.iterations, args.episodes = 40, 32
-        args.table1, args.budget, args.seed_relax = [8, 18], 20, 8
-        args.table2, args.per_size = [10, 12], 8
-        args.race, args.race_budget, args.n_seeds = [13], 20, 3
-        args.train_seed_relax = 4
+    if args.quick:   # scaled-down values for options left at their defaults
+        quick = dict(iterations=40, episodes=32, table1=[8, 18], budget=20, seed_relax=8,
+                     table2=[10, 12], per_size=8, race=[13], race_budget=20, n_seeds=3,
+                     train_seed_relax=4)
+        for key, value in quick.items():
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
     args.reward = args.reward or _teacher()
     _threads()
     for stage in args.stage:

@@ -216,3 +216,16 @@ def test_hdnn_baseline_trains(cu_images, tmp_path):
     EnergyTrainer(max_epochs=2, device="cpu").fit(model, cu_images[:20], cu_images[20:])
     pred = predict_features(model, model.featurize_images(cu_images[:3]))
     assert pred.shape == (3,) and torch.isfinite(pred).all()
+
+
+def test_cli_dataset_clusters(tmp_path, capsys):
+    from ase_mlgen.cli.main import main
+
+    db = tmp_path / "lj.db"
+    assert main(["dataset", "clusters", "--element", "Cu", "--sizes", "4-5", "--per-size", "1",
+                 "--teacher", "emt", "--db", str(db), "--steps", "5", "--frames", "1",
+                 "--quiet"]) == 0
+    assert '"relaxations": 2' in capsys.readouterr().out
+    assert connect(db).count() >= 2
+    assert main(["dataset", "clusters", "--element", "Cu", "--sizes", "4", "--per-size", "1",
+                 "--teacher", "nonsense", "--db", str(db)]) == 2

@@ -224,10 +224,14 @@ def test_latent_walk(trained, data):
     for c in walk:
         assert c.info["t"] == pytest.approx(c.info["step"] / 6)
         assert set(c.properties) == {"delta_e", "energy_pa", "volume_pa"}
-    # the walk decodes the encoder's mean: its first step is the reconstruction of the start
-    start = model.reconstruct(data[0].subset([0]))[0]
+    # with the true properties of the ends, step 0 is the reconstruction of the start
+    ends = data[0].subset([0, 1])
+    props = [{p: ends.properties[p][i] for p in ends.properties} for i in (0, 1)]
+    walk = model.walk(a, b, steps=3, start_properties=props[0], end_properties=props[1])
+    start = model.reconstruct(ends)[0]
     if start.any():
         assert walk[0].info["step"] == 0
+        assert np.array_equal(comp.to_counts(walk[0]), start)
     with pytest.raises(ValueError, match="at least 2"):
         model.walk(a, b, steps=1)
 

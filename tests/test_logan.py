@@ -364,3 +364,18 @@ def test_c5h12o_isomers_are_distinguished():
     assert classify_c5h12o(ethanol) is None
     atoms.positions[0] += [5.0, 0, 0]
     assert classify_c5h12o(atoms) is None
+
+
+@needs_descriptor
+def test_crystal_identity():
+    from ase_mlgen.structures.crystals import same_crystal, space_group, unique_crystals
+
+    si = bulk("Si", "diamond", a=5.43)
+    cubic = bulk("Si", "diamond", a=5.43, cubic=True)
+    rotated = cubic.copy()
+    rotated.rotate(30, "z", rotate_cell=True)
+    fcc = bulk("Si", "fcc", a=3.9)
+    assert space_group(si).endswith("(227)")
+    assert same_crystal(si, cubic) and same_crystal(cubic, rotated)
+    assert not same_crystal(si, fcc)
+    assert unique_crystals([si, fcc, cubic]) == [[0, 2], [1]]

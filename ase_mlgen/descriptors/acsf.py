@@ -116,12 +116,15 @@ class ACSF(LocalDescriptor):
                 "g1": self.g1}
 
     # -- implementation ---------------------------------------------------------------------
-    def _work_per_structure(self, n_atoms: int, n_slots: int) -> int:
+    def _work_per_structure(self, n_atoms: int, n_slots: int, mean_slots: float | None = None
+                            ) -> int:
         m = max(n_slots, 1)
         two = n_atoms * m * max(self.n_radial, 1)
         three = 0
         if self.n_angular:
             n_pairs = m * (m - 1) // 2
+            if mean_slots is not None and (mean_slots * mean_slots) < n_pairs:
+                n_pairs = int(2 * mean_slots * mean_slots) + 1  # sparse path: real pairs only
             width = max(len(self._angles5) * len(self._etas) * self.n_pair_types,
                         2 * len(self.g4_params) * self.n_pair_types, len(self._angles5) + 4)
             three = n_atoms * n_pairs * width
@@ -193,57 +196,139 @@ class ACSF(LocalDescriptor):
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-1)
 
     def _three_body(self, nb: Neighbours, fc: torch.Tensor, spec) -> torch.Tensor:
-        """G4/G5 block ``(BN, T, n_g4 + n_g5)``: sums over unordered neighbour pairs j < k."""
+        """G4/G5 block ``(BN, T, n_g4 + n_g5)``: sums over unordered neighbour pairs j < k.
+
+        Dense (all padded slot pairs, contracted with batched matmuls) when most slot pairs are
+        real neighbour pairs; otherwise sparse (only real pairs, summed with ``index_add``).
+        """
+        r = nb.distances
+        b, n, m = r.shape
+        bn = b * n
+        jp, kp = torch.triu_indices(m, m, offset=1, device=r.device)
+        mask = nb.mask.reshape(bn, m)
+        pair_mask = mask[:, jp] & mask[:, kp]
+        fill = float(pair_mask.sum()) / max(pair_mask.numel(), 1)
+        if fill < 0.5:
+            return self._three_body_sparse(nb, fc, spec, pair_mask, jp, kp)
+        return self._three_body_dense(nb, fc, spec, jp, kp)
+
+    def _combine(self, ang: torch.Tensor, rad: torch.Tensor, a_idx, e_idx, weights):
+        """``sum_p ang[u_q, p] rad[e_q, p] weights[p, t]`` for every parameter q: (BN, Q, T).
+
+        ``ang (BN, U, P)``, ``rad (BN, E, P)``, ``weights (BN, P, T)``. Uses the full (U, E) grid
+        when it is not much larger than the parameter list, else gathers per parameter.
+        """
+        bn, u, p = ang.shape
+        e = rad.shape[1]
+        if u * e <= 2 * len(a_idx):
+            prod = (ang[:, :, None, :] * rad[:, None, :, :]).reshape(bn, u * e, p)
+            q = (prod @ weights).reshape(bn, u, e, -1)
+            return q[:, a_idx, e_idx]
+        return (ang[:, a_idx] * rad[:, e_idx]) @ weights
+
+    def _three_body_dense(self, nb: Neighbours, fc, spec, jp, kp) -> torch.Tensor:
         r = nb.distances
         b, n, m = r.shape
         bn = b * n
         dt, dev = r.dtype, r.device
         npt = self.n_pair_types
-        jp, kp = torch.triu_indices(m, m, offset=1, device=dev)
         vec = nb.vectors.reshape(bn, m, 3)
         rr = r.reshape(bn, m)
-        unit = vec / rr[..., None]
-        cos = (unit @ unit.transpose(1, 2)).reshape(bn, m * m)[:, jp * m + kp]  # (BN, P)
+        pidx = jp * m + kp
+        dot = (vec @ vec.transpose(1, 2)).reshape(bn, m * m)[:, pidx]  # (BN, P)
+        cos = dot / (rr[:, jp] * rr[:, kp])
         r2 = rr * rr
         s2 = r2[:, jp] + r2[:, kp]  # r_ij^2 + r_ik^2
         fpair = fc[:, jp] * fc[:, kp]
         if spec is not None:
             hi = torch.maximum(spec[:, jp], spec[:, kp])
             lo = torch.minimum(spec[:, jp], spec[:, kp])
-            # (BN, T, P) pair-type weights times the cutoff product
-            fpair = torch.nn.functional.one_hot(hi * (hi + 1) // 2 + lo, npt).to(dt) \
-                .transpose(1, 2) * fpair[:, None, :]
+            weights = torch.nn.functional.one_hot(hi * (hi + 1) // 2 + lo, npt).to(dt)
         else:
-            fpair = fpair[:, None, :]
+            weights = torch.ones(bn, jp.numel(), 1, dtype=dt, device=dev)
         out = r.new_zeros(bn, npt, self.n_angular)
         n4, n5 = len(self.g4_params), len(self.g5_params)
+        etas = torch.as_tensor(self._etas, dtype=dt, device=dev)
         if n5:
             ang = self._angular(cos, self._angles5)  # (BN, U, P)
-            etas = torch.as_tensor(self._etas, dtype=dt, device=dev)
-            # (BN, E, T, P) radial pair weights
-            rad = torch.exp(-etas[None, :, None] * s2[:, None, :])[:, :, None, :] \
-                * fpair[:, None, :, :]
+            rad = torch.exp(-etas[None, :, None] * s2[:, None, :]) * fpair[:, None, :]
             u, ne = ang.shape[1], len(etas)
-            q = ang @ rad.reshape(bn, ne * npt, -1).transpose(1, 2)  # (BN, U, E*T)
+            q = ang @ (rad[:, :, :, None] * weights[:, None, :, :]).transpose(1, 2).reshape(
+                bn, jp.numel(), ne * npt)  # (BN, U, E*T)
             q = q.reshape(bn, u, ne, npt)
             a_idx = torch.as_tensor(self._ang5_idx, device=dev)
             e_idx = torch.as_tensor(self._eta5_idx, device=dev)
             out[:, :, n4:] = q[:, a_idx, e_idx, :].transpose(1, 2)
         if n4:
-            djk = vec[:, kp] - vec[:, jp]
-            rjk2 = (djk * djk).sum(-1)  # (BN, P)
+            rjk2 = (s2 - 2.0 * dot).clamp_min(0.0)
             rjk = torch.sqrt(rjk2.clamp_min(1e-300))
-            fcjk = torch.where(rjk <= self.r_cut, 0.5 * (torch.cos(rjk * (np.pi / self.r_cut))
-                                                         + 1.0),
+            fcjk = torch.where(rjk <= self.r_cut,
+                               0.5 * (torch.cos(rjk * (np.pi / self.r_cut)) + 1.0),
                                torch.zeros((), dtype=dt, device=dev))
-            ang = self._angular(cos, self._angles4)[:, torch.as_tensor(self._ang4_idx,
-                                                                        device=dev)]
-            eta4 = torch.as_tensor(self.g4_params[:, 0], dtype=dt, device=dev)
-            term = ang * torch.exp(-eta4[None, :, None] * (s2 + rjk2)[:, None, :]) \
-                * fcjk[:, None, :]  # (BN, P4, P)
-            q = (term[:, None, :, :] * fpair[:, :, None, :]).sum(-1)  # (BN, T, P4)
-            out[:, :, :n4] = q
+            ang = self._angular(cos, self._angles4)  # (BN, U4, P)
+            rad = torch.exp(-etas[None, :, None] * (s2 + rjk2)[:, None, :])  # (BN, E, P)
+            w4 = weights * (fpair * fcjk)[..., None]
+            q = self._combine(ang, rad, torch.as_tensor(self._ang4_idx, device=dev),
+                              torch.as_tensor(self._eta4_idx, device=dev), w4)  # (BN, P4, T)
+            out[:, :, :n4] = q.transpose(1, 2)
         return out
+
+    def _three_body_sparse(self, nb: Neighbours, fc, spec, pair_mask, jp, kp) -> torch.Tensor:
+        r = nb.distances
+        b, n, m = r.shape
+        bn = b * n
+        dt, dev = r.dtype, r.device
+        npt = self.n_pair_types
+        bn_t, p_t = pair_mask.nonzero(as_tuple=True)
+        fj = bn_t * m + jp[p_t]  # flat (centre, slot) indices of j and k
+        fk = bn_t * m + kp[p_t]
+        vec = nb.vectors.reshape(bn * m, 3)
+        rr = r.reshape(bn * m)
+        fcf = fc.reshape(bn * m)
+        vj, vk = vec.index_select(0, fj), vec.index_select(0, fk)
+        rj, rk = rr.index_select(0, fj), rr.index_select(0, fk)
+        cos = (vj * vk).sum(-1) / (rj * rk)
+        s2 = rj * rj + rk * rk
+        fpair = fcf.index_select(0, fj) * fcf.index_select(0, fk)
+        if spec is not None:
+            specf = spec.reshape(bn * m)
+            sj, sk = specf.index_select(0, fj), specf.index_select(0, fk)
+            hi, lo = torch.maximum(sj, sk), torch.minimum(sj, sk)
+            row = bn_t * npt + hi * (hi + 1) // 2 + lo
+        else:
+            row = bn_t
+        etas = torch.as_tensor(self._etas, dtype=dt, device=dev)
+        n4, n5 = len(self.g4_params), len(self.g5_params)
+        ne = len(etas)
+        out = r.new_zeros(bn * npt, self.n_angular)
+
+        def accumulate(ang, rad, a_idx, e_idx, cols):
+            u = ang.shape[1]
+            a_idx = torch.as_tensor(a_idx, device=dev)
+            e_idx = torch.as_tensor(e_idx, device=dev)
+            if u * ne <= 2 * len(a_idx):  # sum every (angle, eta) product, pick parameters after
+                grid = (ang[:, :, None] * rad[:, None, :]).reshape(-1, u * ne)
+                summed = r.new_zeros(bn * npt, u * ne).index_add_(0, row, grid)
+                out[:, cols] = summed[:, a_idx * ne + e_idx]
+            else:
+                out[:, cols] = r.new_zeros(bn * npt, len(a_idx)).index_add_(
+                    0, row, ang[:, a_idx] * rad[:, e_idx])
+
+        if n4:
+            djk = vk - vj
+            rjk2 = (djk * djk).sum(-1)
+            rjk = torch.sqrt(rjk2.clamp_min(1e-300))
+            fcjk = torch.where(rjk <= self.r_cut,
+                               0.5 * (torch.cos(rjk * (np.pi / self.r_cut)) + 1.0),
+                               torch.zeros((), dtype=dt, device=dev))
+            rad = torch.exp(-etas * (s2 + rjk2)[:, None]) * (fpair * fcjk)[:, None]
+            accumulate(self._angular(cos, self._angles4), rad, self._ang4_idx, self._eta4_idx,
+                       slice(0, n4))
+        if n5:
+            rad = torch.exp(-etas * s2[:, None]) * fpair[:, None]
+            accumulate(self._angular(cos, self._angles5), rad, self._ang5_idx, self._eta5_idx,
+                       slice(n4, n4 + n5))
+        return out.reshape(bn, npt, self.n_angular)
 
     # -- pooled global fingerprint ------------------------------------------------------------
     def pooled_batch(self, positions, numbers, cell=None, pbc=None,

@@ -29,7 +29,7 @@ from ase_mlgen.descriptors.neighbours import Neighbours, build_neighbours
 from ase_mlgen.utils.validate import check_atoms
 
 #: number of float elements of the largest intermediate tensor per chunk of structures
-DEFAULT_CHUNK_ELEMENTS = 1 << 21
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
 
 
 def species_to_numbers(species: Iterable) -> np.ndarray:
@@ -182,7 +182,8 @@ class LocalDescriptor:
         return positions, centre, cell, pbc
 
     # -- torch entry points -----------------------------------------------------------------
-    def _work_per_structure(self, n_atoms: int, n_slots: int) -> int:
+    def _work_per_structure(self, n_atoms: int, n_slots: int, mean_slots: float | None = None
+                            ) -> int:
         """Elements of the largest intermediate tensor for one structure (chunking heuristic)."""
         return max(1, n_atoms * max(n_slots, 1) * self.n_features)
 
@@ -196,14 +197,24 @@ class LocalDescriptor:
         positions, centre, cell, pbc = self._prepare(positions, numbers, cell, pbc)
         b, n, _ = positions.shape
         if chunk_size is None:
-            slots = n - 1
-            if pbc.any():
+            slots, mean_slots = n - 1, None
+            if not pbc.any() and n > 1:
+                with torch.no_grad():  # neighbour counts of the whole batch (cheap, no graph)
+                    counts = torch.cat([
+                        ((torch.cdist(p, p) < self.r_cut).sum(-1) - 1).reshape(-1)
+                        for p in positions.detach().split(max(1, (1 << 22) // (n * n)))])
+                slots = max(int(counts.max()), 1)
+                mean_slots = float(counts.double().mean())
+            elif pbc.any():
                 # density-based guess of the neighbour count, refined per chunk below
                 vol = float(torch.det(cell[0].detach().to(torch.float64)).abs())
                 slots = int(n / max(vol, 1e-8) * 4.19 * self.r_cut ** 3) + 1
             if self.max_neighbours is not None:
                 slots = min(slots, int(self.max_neighbours))
-            chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // self._work_per_structure(n, slots))
+            if mean_slots is not None and self.max_neighbours is not None:
+                mean_slots = min(mean_slots, float(self.max_neighbours))
+            chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS
+                             // self._work_per_structure(n, slots, mean_slots))
         outs = []
         for start in range(0, b, chunk_size):
             sl = slice(start, start + chunk_size)

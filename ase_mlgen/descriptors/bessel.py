@@ -217,7 +217,8 @@ class SphericalBessel(LocalDescriptor):
         g = torch.cat(out, dim=-1)
         return torch.where(inside[..., None], g, torch.zeros((), dtype=dt, device=dev))
 
-    def _work_per_structure(self, n_atoms: int, n_slots: int) -> int:
+    def _work_per_structure(self, n_atoms: int, n_slots: int, mean_slots: float | None = None
+                            ) -> int:
         return n_atoms * max(n_slots, 1) * (len(self._g_idx) + (self.l_max + 1) ** 2)
 
     def _features(self, nb: Neighbours, centre: torch.Tensor) -> torch.Tensor:

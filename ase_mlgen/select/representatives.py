@@ -86,7 +86,8 @@ def structure_features(images: Sequence[Atoms], descriptor=None,
 def representatives(images: Sequence[Atoms], k: int, descriptor=None,
                     min_distance: float | str | None = "covalent",
                     covalent_fraction: float = 0.5, n_components: int | float = 2,
-                    random_state: int = 0, return_info: bool = False):
+                    random_state: int = 0, return_info: bool = False,
+                    features: np.ndarray | None = None):
     """``k`` structures of ``images`` that represent its variety (fewer if fewer remain).
 
     Drops structures with atoms too close (see :func:`too_close`), computes per-species averaged
@@ -95,7 +96,8 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
     them onto ``n_components`` principal components, runs k-means with ``k`` clusters and returns
     the structure nearest each centre, as copies with ``info["cluster"]`` and
     ``info["source_index"]`` (index in ``images``). Exact duplicates are counted once, so the
-    returned structures are distinct.
+    returned structures are distinct. ``features``: precomputed :func:`structure_features` of
+    ``images`` (one row per image), to reuse across calls.
 
     ``return_info=True`` returns ``(picked, info)`` with ``info`` holding the PCA coordinates of
     all kept structures (``"pca"``), their indices (``"kept"``), the k-means labels, the centres
@@ -123,7 +125,13 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
             seen[key] = row
             unique_rows.append(row)
     unique_rows = np.array(unique_rows, dtype=int)
-    feats_u = structure_features([images[kept[r]] for r in unique_rows], descriptor)
+    if features is not None:
+        features = np.asarray(features)
+        if len(features) != len(images):
+            raise ValueError("features must have one row per image")
+        feats_u = features[[kept[r] for r in unique_rows]]
+    else:
+        feats_u = structure_features([images[kept[r]] for r in unique_rows], descriptor)
     n_comp = n_components
     if isinstance(n_comp, int):
         n_comp = max(1, min(n_comp, feats_u.shape[0], feats_u.shape[1]))

@@ -1,0 +1,152 @@
+"""Benchmark of the global searches: random, BasinHopping (bh), MinimaHopping (mh) and the
+ase_ga cluster GA (ga) at an equal relaxation budget.
+
+For each system and method, several seeds; per run the best-energy history (relaxations, calls,
+seconds). Reported: success rate and median relaxations / calls / seconds to reach the lowest
+energy that any method found (LJ: the known global minimum), and, for Ga13 with the GAP teacher,
+the search overhead (wall time outside the calculator).
+
+    python bench/search.py                      # the plan below, ~25 min on a shared 2-core CPU
+    python bench/search.py --quick              # LJ13 only, 2 seeds
+    python bench/search.py --deadline-min 25    # skip runs that would start after 25 minutes
+
+Results: bench/results/search.json, bench/results/search.png, one JSON per run in
+bench/results/search_runs/ (a rerun skips finished runs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+GAP = Path(os.environ.get("ASE_MLGEN_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ga" / \
+    "Ga_gap.xml"
+METHODS = ["random", "bh", "mh", "ga"]
+
+# (system, calculator, seeds, budget, stop at the known minimum); budgets are scaled to the CPU
+PLAN = [
+    ("LJ13", "lj", 5, 100, True),
+    ("Ga13", "gap", 2, 15, False),
+    ("LJ19", "lj", 5, 150, True),
+    ("LJ26", "lj", 1, 40, True),
+    ("LJ38", "lj", 1, 30, True),
+    ("Ga20", "gap", 1, 8, False),
+]
+
+
+def one_run(system: str, calc: str, method: str, seed: int, budget: int, stop: bool,
+            out: str) -> dict:
+    from ase_mlgen.search.runner import run_search
+    from ase_mlgen.utils.io import atomic_json_dump
+
+    calc_spec = f"gap:{GAP}" if calc == "gap" else calc
+    report = run_search(method, system, calc_spec, budget=budget, seed=seed,
+                        stop_at_target=stop)
+    report.pop("best_structure", None)
+    atomic_json_dump(report, out)
+    return report
+
+
+def summarise(reports: list[dict]) -> dict:
+    from ase_mlgen.cli.compare import table
+
+    rows = table(reports, tol=1e-3)
+    summary = {"rows": rows, "systems": {}}
+    for system in sorted({r["system"] for r in reports}):
+        rs = [r for r in reports if r["system"] == system]
+        known = rs[0].get("known_minimum")
+        entry = {"known_minimum": known,
+                 "lowest_found": min(r["best_energy"] for r in rs),
+                 "runs": len(rs)}
+        if known is not None:
+            entry["success_vs_known"] = {
+                m: f"{sum(1 for r in rs if r['method'] == m and r['reached_target'])}"
+                   f"/{sum(1 for r in rs if r['method'] == m)}"
+                for m in sorted({r['method'] for r in rs})}
+        if system.startswith("Ga"):
+            entry["overhead_fraction_median"] = {
+                m: sorted(r["overhead_fraction"] for r in rs if r["method"] == m)[
+                    len([r for r in rs if r["method"] == m]) // 2]
+                for m in sorted({r['method'] for r in rs})}
+        summary["systems"][system] = entry
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--deadline-min", type=float, default=25.0,
+                        help="do not start runs after this many minutes")
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    args = parser.parse_args(argv)
+
+    plan = [("LJ13", "lj", 2, 100, True)] if args.quick else PLAN
+    if not GAP.is_file():
+        print(f"GAP file {GAP} absent: Ga systems skipped", file=sys.stderr)
+        plan = [p for p in plan if p[1] != "gap"]
+    runs_dir = RESULTS / "search_runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for system, calc, seeds, budget, stop in plan:
+        for seed in range(seeds):
+            for method in args.methods:
+                out = runs_dir / f"{system}_{method}_{seed}.json"
+                jobs.append((system, calc, method, seed, budget, stop, str(out)))
+    start = time.time()
+    deadline = start + 60 * args.deadline_min
+    skipped = []
+    todo = [j for j in jobs if not Path(j[-1]).exists()]
+    print(f"{len(jobs)} runs planned, {len(jobs) - len(todo)} already done", flush=True)
+    with ProcessPoolExecutor(args.workers) as pool:
+        pending = {}
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < args.workers:
+                job = queue.pop(0)
+                if time.time() > deadline:
+                    skipped.append(job[:5])
+                    continue
+                pending[pool.submit(one_run, *job)] = job
+            if not pending:
+                break
+            done = next(as_completed(pending))
+            job = pending.pop(done)
+            try:
+                r = done.result()
+                print(f"[{time.time() - start:6.0f} s] {job[0]} {job[2]} seed {job[3]}: "
+                      f"best {r['best_energy']:.4f} after {r['relaxations']} relaxations, "
+                      f"{r['seconds']:.0f} s, reached={r['reached_target']}", flush=True)
+            except Exception as exc:  # a failed run is reported, not fatal
+                print(f"{job[:4]} failed: {exc!r}", flush=True)
+    reports = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))]
+    from ase_mlgen.cli.compare import format_table, plot
+    from ase_mlgen.search.runner import machine_info
+    from ase_mlgen.utils.io import atomic_json_dump
+
+    summary = summarise(reports)
+    summary.update(plan=[dict(zip(["system", "calc", "seeds", "budget", "stop_at_known"], p))
+                         for p in plan],
+                   skipped_for_time=[list(s) for s in skipped],
+                   wall_seconds=time.time() - start, machine=machine_info(),
+                   load_average=os.getloadavg(),
+                   note="budgets and seeds scaled down to fit ~25 min on a shared 2-core CPU; "
+                        "LJ runs stop when the known global minimum is reached")
+    atomic_json_dump(summary, RESULTS / "search.json")
+    plot(reports, RESULTS / "search.png")
+    print(format_table(summary["rows"]))
+    print(json.dumps(summary["systems"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
