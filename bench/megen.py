@@ -215,7 +215,7 @@ def stage_table1(args) -> None:
                 "seconds": rep["seconds"], "n_minima": rep["n_minima"]}
         row["wall_seconds"] = time.perf_counter() - t0
         out[f"Ga{n - 1}->Ga{n}"] = row
-        _write_part("table1", out)
+        _write_part(f"table1_Ga{n}", {f"Ga{n - 1}->Ga{n}": row})
         print(json.dumps({f"Ga{n}": row}, indent=1), flush=True)
 
 
@@ -256,36 +256,39 @@ def _load_gap():
     return GAPCalculator(GAP)
 
 
+def summarise_race(runs: dict, budget: int) -> dict:
+    """Success and median relaxations/calls/seconds to the lowest energy of all runs."""
+    lowest = min(r["best_energy"] for reps in runs.values() for r in reps)
+    summary = {"lowest_energy": lowest, "budget": budget, "methods": {}}
+    for name, reps in runs.items():
+        hits = [next((h for h in r["history"] if h["energy"] <= lowest + 1e-3), None)
+                for r in reps]
+        found = [h for h in hits if h is not None]
+        summary["methods"][name] = {
+            "success": f"{len(found)}/{len(reps)}",
+            "best_energies": [r["best_energy"] for r in reps],
+            "median_relaxations": (float(np.median([h["relaxations"] for h in found]))
+                                   if found else None),
+            "median_calls": float(np.median([h["calls"] for h in found])) if found else None,
+            "median_seconds": (float(np.median([h["seconds"] for h in found]))
+                               if found else None),
+            "reward_calls": [r.get("reward_calls") for r in reps],
+            "relaxations_to_lowest": [h["relaxations"] if h else None for h in hits]}
+    return summary
+
+
 def stage_race(args) -> None:
     out = {}
     for n in args.race:
         runs = {"megen": [], "bh": []}
-        for seed in range(args.n_seeds):   # baselines first: they need no trained model
-            rep, _ = baseline_search("bh", n, args.race_budget, seed, _teacher())
-            runs["bh"].append(rep)
-            _write_part(f"race_Ga{n}", {"runs": runs})
-        for seed in range(args.n_seeds):
+        for seed in range(args.n_seeds):   # interleaved, so that a cut-short run is fair
             rep, _ = megen_search(n, args.race_budget, seed, _teacher(), _model_options(args))
             runs["megen"].append(rep)
             _write_part(f"race_Ga{n}", {"runs": runs})
-        lowest = min(r["best_energy"] for reps in runs.values() for r in reps)
-        summary = {"lowest_energy": lowest, "budget": args.race_budget, "methods": {}}
-        for name, reps in runs.items():
-            hits = []
-            for r in reps:
-                hit = next((h for h in r["history"] if h["energy"] <= lowest + 1e-3), None)
-                hits.append(hit)
-            found = [h for h in hits if h is not None]
-            summary["methods"][name] = {
-                "success": f"{len(found)}/{len(reps)}",
-                "best_energies": [r["best_energy"] for r in reps],
-                "median_relaxations": (float(np.median([h["relaxations"] for h in found]))
-                                       if found else None),
-                "median_calls": float(np.median([h["calls"] for h in found])) if found else None,
-                "median_seconds": (float(np.median([h["seconds"] for h in found]))
-                                   if found else None),
-                "reward_calls": [r.get("reward_calls") for r in reps],
-                "relaxations_to_lowest": [h["relaxations"] if h else None for h in hits]}
+            rep, _ = baseline_search("bh", n, args.race_budget, seed, _teacher())
+            runs["bh"].append(rep)
+            _write_part(f"race_Ga{n}", {"runs": runs})
+        summary = summarise_race(runs, args.race_budget)
         out[f"Ga{n}"] = summary
         _write_part("race", out)
         print(json.dumps({f"Ga{n}": summary}, indent=1), flush=True)
@@ -306,12 +309,16 @@ def stage_speed(args) -> None:
     else:
         megen.seeds = megen.grow([megen.seeds[0]] * 4, 17)
     megen.generate(10)
-    t0 = time.perf_counter()
-    out = megen.generate(1000)
-    seconds = time.perf_counter() - t0
-    _write_part("speed", {"candidates": len(out), "atoms": len(out[0]), "seconds": seconds,
-                          "threads": torch.get_num_threads(), "dedupe": megen.dedupe})
-    print(f"1000 candidates of {len(out[0])} atoms in {seconds:.2f} s", flush=True)
+    out = {"threads": torch.get_num_threads()}
+    for dedupe in (None, "paper"):
+        megen.dedupe = dedupe
+        t0, c0 = time.perf_counter(), time.process_time()
+        cands = megen.generate(1000)
+        out[f"dedupe={dedupe}"] = {"candidates": len(cands), "atoms": len(cands[0]),
+                                   "wall_seconds": time.perf_counter() - t0,
+                                   "cpu_seconds": time.process_time() - c0}
+    _write_part("speed", out)
+    print(json.dumps(out), flush=True)
 
 
 def stage_collect(args) -> None:
@@ -329,6 +336,14 @@ def stage_collect(args) -> None:
         path = PARTS / f"{part}.json"
         if path.exists():
             result[part] = json.loads(path.read_text())
+    for path in sorted(PARTS.glob("table1_Ga*.json")):  # one file per size
+        result.setdefault("table1", {}).update(json.loads(path.read_text()))
+    for path in sorted(PARTS.glob("race_Ga*.json")):   # runs of a race that did not finish
+        size = path.stem.split("_")[1]
+        runs = {k: v for k, v in json.loads(path.read_text())["runs"].items() if v}
+        if runs and size not in result.get("race", {}):
+            result.setdefault("race", {})[size] = {**summarise_race(runs, None),
+                                                   "partial": True}
     atomic_json_dump(result, RESULTS / "megen.json")
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     if "table1" in result:

@@ -34,11 +34,11 @@ METHODS = ["random", "bh", "mh", "ga"]
 # (system, calculator, seeds, budget, stop at the known minimum); budgets are scaled to the CPU
 PLAN = [
     ("LJ13", "lj", 5, 100, True),
-    ("Ga13", "gap", 2, 15, False),
-    ("LJ19", "lj", 5, 150, True),
-    ("LJ26", "lj", 1, 40, True),
-    ("LJ38", "lj", 1, 30, True),
-    ("Ga20", "gap", 1, 8, False),
+    ("LJ19", "lj", 5, 100, True),
+    ("Ga13", "gap", 2, 10, False),
+    ("Ga20", "gap", 1, 5, False),
+    ("LJ26", "lj", 1, 30, True),
+    ("LJ38", "lj", 1, 20, True),
 ]
 
 
@@ -96,9 +96,12 @@ def main(argv=None) -> int:
         plan = [p for p in plan if p[1] != "gap"]
     runs_dir = RESULTS / "search_runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    # round-robin over systems, seed by seed, so that a time limit leaves every system covered
     jobs = []
-    for system, calc, seeds, budget, stop in plan:
-        for seed in range(seeds):
+    for seed in range(max(p[2] for p in plan)):
+        for system, calc, seeds, budget, stop in plan:
+            if seed >= seeds:
+                continue
             for method in args.methods:
                 out = runs_dir / f"{system}_{method}_{seed}.json"
                 jobs.append((system, calc, method, seed, budget, stop, str(out)))

@@ -36,11 +36,24 @@ def crystal():
     return atoms
 
 
+def large_cluster(alloy):
+    atoms = Icosahedron("Cu", 3)  # 55 atoms
+    atoms.rattle(0.1, seed=5)
+    if alloy:
+        symbols = atoms.get_chemical_symbols()
+        symbols[::4] = ["Au"] * len(symbols[::4])
+        atoms.set_chemical_symbols(symbols)
+    return atoms
+
+
 CASES = [  # (structure, species, r_cut, periodic)
     (molecule("CH3CH2OH"), ["H", "C", "O"], 6.0, False),
     (metal_cluster(), ["Pt"], 6.0, False),
     (alloy_cluster(), ["Cu", "Au"], 5.0, False),
     (crystal(), ["Na", "Cl"], 6.5, True),  # cutoff beyond half the cell: several images
+    # short cutoffs in larger clusters: the sparse three-body path (few real pairs per slot pair)
+    (large_cluster(False), ["Cu"], 3.5, False),
+    (large_cluster(True), ["Cu", "Au"], 4.0, False),
 ]
 
 
@@ -291,3 +304,26 @@ def test_describe_cli_writes_npy(tmp_path):
                  "--out", str(out)]) == 0
     assert np.load(out).shape[0] == 2
     assert main(["describe", str(path), "--species", "C", "--out", str(out)]) == 2
+
+
+def test_dense_and_sparse_three_body_paths_agree_with_gradients():
+    from ase_mlgen.descriptors.neighbours import build_neighbours
+
+    atoms = alloy_cluster()
+    desc = ACSF(["Cu", "Au"], 4.0, g4_params=G4, g5_params=G5)
+    pos = torch.tensor(atoms.positions, requires_grad=True)
+    centre = desc.species_index(atoms.numbers)
+    nb = build_neighbours(pos[None], None, [False] * 3, desc.r_cut)
+    m = nb.n_slots
+    jp, kp = torch.triu_indices(m, m, offset=1)
+    mask = nb.mask.reshape(-1, m)
+    fc = torch.where(nb.mask, 0.5 * (torch.cos(nb.distances * np.pi / desc.r_cut) + 1), 0.0)
+    fc = fc.reshape(-1, m)
+    spec = centre[nb.index].reshape(-1, m)
+    dense = desc._three_body_dense(nb, fc, spec, jp, kp)
+    sparse = desc._three_body_sparse(nb, fc, spec, mask[:, jp] & mask[:, kp], jp, kp)
+    torch.testing.assert_close(dense, sparse)
+    weights = torch.randn(dense.shape, dtype=torch.float64)
+    g_dense = torch.autograd.grad((dense * weights).sum(), pos, retain_graph=True)[0]
+    g_sparse = torch.autograd.grad((sparse * weights).sum(), pos)[0]
+    torch.testing.assert_close(g_dense, g_sparse)

@@ -131,7 +131,7 @@ class ACSF(LocalDescriptor):
         return max(two, three, 1)
 
     def _angular(self, cos: torch.Tensor, angles: np.ndarray) -> torch.Tensor:
-        """``2^(1-zeta) (1 + lambda cos)^zeta`` for every (lambda, zeta) row, stacked on dim 1.
+        """``2^-zeta (1 + lambda cos)^zeta`` for every (lambda, zeta) row, stacked on dim 1.
 
         Integer ``zeta`` uses repeated squaring (exact, cheap, well-defined gradients).
         """
@@ -145,7 +145,7 @@ class ACSF(LocalDescriptor):
                 out.append(_int_power(base, int(zeta), cache, lam))
             else:
                 out.append(base.clamp_min(0.0) ** float(zeta))
-        return 2.0 * torch.stack(out, dim=1)
+        return torch.stack(out, dim=1)  # the factor 2 is applied to the sums
 
     def _features(self, nb: Neighbours, centre: torch.Tensor) -> torch.Tensor:
         r, mask = nb.distances, nb.mask
@@ -253,8 +253,12 @@ class ACSF(LocalDescriptor):
             ang = self._angular(cos, self._angles5)  # (BN, U, P)
             rad = torch.exp(-etas[None, :, None] * s2[:, None, :]) * fpair[:, None, :]
             u, ne = ang.shape[1], len(etas)
-            q = ang @ (rad[:, :, :, None] * weights[:, None, :, :]).transpose(1, 2).reshape(
-                bn, jp.numel(), ne * npt)  # (BN, U, E*T)
+            if spec is not None:
+                rad = (rad[:, :, :, None] * weights[:, None, :, :]).transpose(1, 2).reshape(
+                    bn, jp.numel(), ne * npt)
+            else:
+                rad = rad.transpose(1, 2)
+            q = ang @ rad  # (BN, U, E*T)
             q = q.reshape(bn, u, ne, npt)
             a_idx = torch.as_tensor(self._ang5_idx, device=dev)
             e_idx = torch.as_tensor(self._eta5_idx, device=dev)
@@ -271,7 +275,7 @@ class ACSF(LocalDescriptor):
             q = self._combine(ang, rad, torch.as_tensor(self._ang4_idx, device=dev),
                               torch.as_tensor(self._eta4_idx, device=dev), w4)  # (BN, P4, T)
             out[:, :, :n4] = q.transpose(1, 2)
-        return out
+        return 2.0 * out
 
     def _three_body_sparse(self, nb: Neighbours, fc, spec, pair_mask, jp, kp) -> torch.Tensor:
         r = nb.distances
@@ -328,7 +332,7 @@ class ACSF(LocalDescriptor):
             rad = torch.exp(-etas * s2[:, None]) * fpair[:, None]
             accumulate(self._angular(cos, self._angles5), rad, self._ang5_idx, self._eta5_idx,
                        slice(n4, n4 + n5))
-        return out.reshape(bn, npt, self.n_angular)
+        return 2.0 * out.reshape(bn, npt, self.n_angular)
 
     # -- pooled global fingerprint ------------------------------------------------------------
     def pooled_batch(self, positions, numbers, cell=None, pbc=None,

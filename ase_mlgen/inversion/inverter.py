@@ -158,6 +158,8 @@ class ACSFInverter:
         or an array of per-feature weights (length F, or the pooled length).
     assign_every:
         per-atom fingerprints: re-assign target rows to atoms every so many steps (0: never).
+    patience:
+        a stage ends early when no initialisation improved its loss by 1 % in this many steps.
     packing:
         volume per atom of the initial compact box, in units of the covalent-sphere volume.
     device, dtype:
@@ -166,11 +168,12 @@ class ACSFInverter:
         seed (int) or ``numpy.random.Generator``.
     """
 
-    def __init__(self, descriptor, n_init: int = 10, n_hops: int = 5, steps: int = 300,
-                 lr: float = 0.05, pooling: Sequence[str] | None = None, hop_size: float = 0.5,
-                 tol: float = 1e-4, loss_threshold: float | None = None,
+    def __init__(self, descriptor, n_init: int = 10, n_hops: int = 5, steps: int = 150,
+                 lr: float = 0.1, pooling: Sequence[str] | None = None, hop_size: float = 0.5,
+                 tol: float = 3e-4, loss_threshold: float | None = None,
                  feature_weights=None, assign_every: int = 20, packing: float = 1.45,
-                 device: str | torch.device = "auto", dtype: torch.dtype = torch.float64,
+                 patience: int = 40, device: str | torch.device = "auto",
+                 dtype: torch.dtype = torch.float64,
                  random_state=None, verbose: bool = False):
         if n_init < 1 or n_hops < 0 or steps < 1:
             raise ValueError("n_init >= 1, n_hops >= 0 and steps >= 1 are required")
@@ -191,6 +194,7 @@ class ACSFInverter:
         self.feature_weights = feature_weights
         self.assign_every = int(assign_every)
         self.packing = float(packing)
+        self.patience = max(int(patience), 1)
         self.device = resolve_device(device)
         self.dtype = dtype
         self.rng = (random_state if isinstance(random_state, np.random.Generator)
@@ -296,6 +300,7 @@ class ACSFInverter:
             opt = _Adam(pos)
             stage_best = np.full(B, np.inf)
             stage_pos = start.copy()
+            last_check = stage_best.copy()
             for step in range(self.steps):
                 lr = self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / self.steps)))
                 if self.pooling is None and self.assign_every and step % self.assign_every == 0:
@@ -312,6 +317,11 @@ class ACSFInverter:
                 if np.all(stage_best < tol_abs) or (stage_best.min() < tol_abs
                                                     and step >= self.steps // 4):
                     break
+                # stalled stage: no initialisation improved by 1 % over the last `patience` steps
+                if step % self.patience == 0:
+                    if step > 0 and np.all(stage_best > 0.99 * last_check):
+                        break
+                    last_check = stage_best.copy()
                 pos.grad = None
                 loss.sum().backward()
                 opt.step(lr)

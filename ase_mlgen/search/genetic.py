@@ -102,7 +102,18 @@ def run_genetic_algorithm(problem) -> None:
         failures = 0
         while True:
             recorder.check_budget()
-            a1, a2 = population.get_two_candidates()
+            parents = population.get_two_candidates()
+            if parents is None:
+                # fewer than two distinct structures (all starts relaxed to one minimum):
+                # add a fresh random start to the population instead
+                fresh_start = StartGenerator(slab, [(n, numbers.count(n)) for n in elements],
+                                             blmin, box_to_place_in=box, rng=rng)
+                da.add_unrelaxed_candidate(fresh_start.get_new_candidate(),
+                                           description="StartGenerator:random")
+                relax_and_add(da.get_an_unrelaxed_candidate())
+                population.update()
+                continue
+            a1, a2 = parents
             child, desc = pairing.get_new_individual([a1, a2])
             if child is None:
                 failures += 1

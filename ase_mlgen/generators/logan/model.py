@@ -376,6 +376,7 @@ class LoGAN:
         rd = (run_dir if isinstance(run_dir, RunDirectory) or run_dir is None
               else RunDirectory(run_dir))
         start_epoch = 0
+        self.history = []
         if rd is not None and resume:
             state = rd.load_checkpoint("last", map_location=dev)
             if state is not None:

@@ -109,46 +109,64 @@ class DuplicateFilter:
         self.distance_tol, self.angle_tol, self.cutoff = distance_tol, angle_tol, cutoff
         self.fingerprint_tol = fingerprint_tol
         self.known: list[Atoms] = []
-        self._signatures: list[tuple] = []
+        self._groups: dict[tuple, dict] = {}
+        self._angle_cache: list[np.ndarray | None] = []
 
     def _signature(self, atoms: Atoms) -> tuple:
         energy = _energy_of(atoms)
         key = (len(atoms), tuple(sorted(atoms.numbers.tolist())))
         if self.method == "paper":
-            return key, energy, sorted_pair_distances(atoms), sorted_neighbour_angles(atoms,
-                                                                                      self.cutoff)
+            return key, energy, sorted_pair_distances(atoms), None
         return key, energy, radial_fingerprint(atoms), None
 
-    def _same(self, s: tuple, t: tuple) -> bool:
-        if s[0] != t[0]:
-            return False
-        if self.energy_tol is not None and s[1] is not None and t[1] is not None \
-                and abs(s[1] - t[1]) > self.energy_tol:
-            return False
+    def _angles(self, i: int) -> np.ndarray:
+        if self._angle_cache[i] is None:
+            self._angle_cache[i] = sorted_neighbour_angles(self.known[i], self.cutoff)
+        return self._angle_cache[i]
+
+    def _find(self, atoms: Atoms, sig: tuple) -> int | None:
+        """Vectorised over the known isomers of the same composition."""
+        key, energy, vec, _ = sig
+        group = self._groups.get(key)
+        if not group:
+            return None
+        members, stack, energies = group["members"], group["stack"], group["energies"]
+        ok = np.ones(len(members), dtype=bool)
+        if self.energy_tol is not None and energy is not None:
+            ok &= ~(np.abs(energies - energy) > self.energy_tol)     # NaN (unknown) passes
         if self.method == "fingerprint":
-            return 1.0 - float(s[2] @ t[2]) < self.fingerprint_tol
-        if len(s[2]) and np.mean(np.abs(s[2] - t[2])) > self.distance_tol:
-            return False
-        if len(s[3]) != len(t[3]):
-            return False
-        return len(s[3]) == 0 or float(np.mean(np.abs(s[3] - t[3]))) <= self.angle_tol
+            ok &= 1.0 - stack @ vec < self.fingerprint_tol
+        elif stack.shape[1]:
+            ok &= np.mean(np.abs(stack - vec), axis=1) <= self.distance_tol
+        hits = np.nonzero(ok)[0]
+        if self.method == "fingerprint" or len(atoms) < 3:
+            return int(members[hits[0]]) if len(hits) else None
+        angles = None
+        for h in hits:
+            angles = sorted_neighbour_angles(atoms, self.cutoff) if angles is None else angles
+            other = self._angles(members[h])
+            if len(other) == len(angles) and (len(angles) == 0 or float(
+                    np.mean(np.abs(other - angles))) <= self.angle_tol):
+                return int(members[h])
+        return None
 
     def index_of(self, atoms: Atoms) -> int | None:
         """Index of the known isomer equal to ``atoms``, or ``None``."""
-        sig = self._signature(atoms)
-        for i, known in enumerate(self._signatures):
-            if self._same(sig, known):
-                return i
-        return None
+        return self._find(atoms, self._signature(atoms))
 
     def add(self, atoms: Atoms) -> bool:
         """Add ``atoms`` if new; returns True when it was new."""
         sig = self._signature(atoms)
-        for known in self._signatures:
-            if self._same(sig, known):
-                return False
+        if self._find(atoms, sig) is not None:
+            return False
+        key, energy, vec, _ = sig
+        group = self._groups.setdefault(key, {"members": [], "stack": np.zeros((0, len(vec))),
+                                              "energies": np.zeros(0)})
+        group["members"].append(len(self.known))
+        group["stack"] = np.vstack([group["stack"], vec[None]])
+        group["energies"] = np.append(group["energies"], np.nan if energy is None else energy)
         self.known.append(atoms)
-        self._signatures.append(sig)
+        self._angle_cache.append(None)
         return True
 
 

@@ -1,0 +1,115 @@
+"""Surrogate property model on fingerprints: an MLP of five hidden layers of 256 (the paper's
+setting), used to judge generated fingerprints without reconstructing them (Table 1)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def mlp(n_in: int, hidden: list[int], n_out: int, activation=nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    prev = n_in
+    for h in hidden:
+        layers += [nn.Linear(prev, h), activation()]
+        prev = h
+    layers.append(nn.Linear(prev, n_out))
+    return nn.Sequential(*layers)
+
+
+class Standardizer:
+    """Per-feature mean/std scaling (std floored so constant features do not blow up)."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray):
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Standardizer":
+        x = np.asarray(x, dtype=np.float64)
+        std = x.std(axis=0)
+        std = np.where(std > 1e-8 * max(float(np.abs(x).max()), 1e-12), std, 1.0)
+        return cls(x.mean(axis=0), std)
+
+    def transform(self, x):
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+
+    def inverse(self, z):
+        return np.asarray(z, dtype=np.float64) * self.std + self.mean
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+
+class SurrogateModel(nn.Module):
+    """Fingerprint → property (e.g. formation energy in eV/atom)."""
+
+    def __init__(self, n_features: int, hidden: tuple[int, ...] = (256,) * 5):
+        super().__init__()
+        self.n_features = n_features
+        self.hidden = list(hidden)
+        self.net = mlp(n_features, self.hidden, 1)
+        self.x_scaler: Standardizer | None = None
+        self.y_mean, self.y_std = 0.0, 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+    @torch.no_grad()
+    def predict(self, fingerprints: np.ndarray) -> np.ndarray:
+        """Property of raw (unscaled) fingerprints ``(n, F)``."""
+        x = np.atleast_2d(fingerprints)
+        if self.x_scaler is not None:
+            x = self.x_scaler.transform(x)
+        p = next(self.parameters())
+        out = self(torch.as_tensor(x, dtype=p.dtype, device=p.device)).cpu().numpy()
+        return out * self.y_std + self.y_mean
+
+    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 500, lr: float = 1e-3,
+            batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0,
+            device: str | torch.device = "cpu", log=None) -> list[float]:
+        """Train on raw fingerprints ``x`` and properties ``y`` (MSE, Adam); returns the losses."""
+        from ase_mlgen.utils.device import resolve_device
+
+        dev = resolve_device(device)
+        torch.manual_seed(seed)
+        self.x_scaler = Standardizer.fit(x)
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean, self.y_std = float(y.mean()), float(y.std() or 1.0)
+        xt = torch.as_tensor(self.x_scaler.transform(x), dtype=torch.float32, device=dev)
+        yt = torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32, device=dev)
+        self.to(dev)
+        opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        losses = []
+        n = len(xt)
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=gen).to(dev)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                loss = ((self(xt[idx]) - yt[idx]) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(idx)
+            losses.append(total / n)
+            if log is not None:
+                log(epoch, losses[-1])
+        return losses
+
+    def state(self) -> dict:
+        return {"n_features": self.n_features, "hidden": self.hidden,
+                "state_dict": {k: v.cpu() for k, v in self.state_dict().items()},
+                "x_scaler": None if self.x_scaler is None else self.x_scaler.state(),
+                "y_mean": self.y_mean, "y_std": self.y_std}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SurrogateModel":
+        model = cls(state["n_features"], tuple(state["hidden"]))
+        model.load_state_dict(state["state_dict"])
+        if state["x_scaler"] is not None:
+            model.x_scaler = Standardizer(**state["x_scaler"])
+        model.y_mean, model.y_std = state["y_mean"], state["y_std"]
+        model.eval()
+        return model

@@ -1,0 +1,195 @@
+"""Fingerprint inversion: reconstruction, matching, cVAE, generator, data loader, CLI (fast)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from ase_mlgen.descriptors.acsf import ACSF
+from ase_mlgen.inversion.compare import cluster_rmsd, periodic_rmsd
+from ase_mlgen.inversion.inverter import ACSFInverter, parse_numbers
+
+G2 = [[eta, rs] for eta in (0.5, 2.0) for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)]
+G5 = [[0.005, z, lam] for z in (1, 4) for lam in (-1, 1)]
+
+
+def small_acsf(species, r_cut=5.0):
+    return ACSF(species, r_cut=r_cut, g2_params=G2, g5_params=G5)
+
+
+def test_parse_numbers():
+    assert list(parse_numbers("78x3")) == [78, 78, 78]
+    assert list(parse_numbers("8,1,1")) == [8, 1, 1]
+    assert list(parse_numbers("H2O")) == [1, 1, 8]
+    assert list(parse_numbers(["O", 1])) == [8, 1]
+
+
+def test_rmsd_is_invariant_to_rotation_reflection_permutation():
+    a = molecule("CH3CH2OH")
+    b = a.copy()
+    b.rotate(37, (1, 2, 3))
+    b.positions[:, 0] *= -1  # mirror image
+    b.translate((1.0, -2.0, 0.5))
+    b = b[np.random.default_rng(0).permutation(len(b))]
+    assert cluster_rmsd(a, b) < 1e-6
+    c = a.copy()
+    c.positions[0] += (0.3, 0, 0)
+    assert cluster_rmsd(a, c) > 0.01
+
+
+def test_periodic_rmsd_translation_and_permutation():
+    a = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    b = a.copy()
+    b.translate((0.7, 0.2, -0.4))
+    b.wrap()
+    b = b[[3, 1, 6, 0, 2, 5, 7, 4]]
+    assert periodic_rmsd(a, b) < 1e-6
+
+
+@pytest.mark.parametrize("pooling", [None, ("max", "min")])
+def test_reconstruct_molecule(pooling):
+    atoms = molecule("NH3")
+    inv = ACSFInverter(small_acsf(["H", "N"]), n_init=6, n_hops=3, steps=150, lr=0.1,
+                       pooling=pooling, random_state=0)
+    rec = inv.reconstruct_from(atoms)
+    assert isinstance(rec, Atoms)
+    assert "reconstruction_loss" in rec.info
+    assert list(sorted(rec.numbers)) == list(sorted(atoms.numbers))
+    assert cluster_rmsd(atoms, rec) < 0.1
+
+
+def test_reconstruct_periodic():
+    atoms = bulk("NaCl", "rocksalt", a=5.64)  # 2-atom primitive cell
+    inv = ACSFInverter(small_acsf(["Na", "Cl"], r_cut=5.0), n_init=4, n_hops=2, steps=100,
+                       lr=0.1, random_state=1)
+    rec = inv.reconstruct_from(atoms)
+    assert rec.pbc.all() and np.allclose(rec.cell, atoms.cell)
+    assert periodic_rmsd(atoms, rec) < 0.1
+
+
+def test_invalid_fingerprint_has_high_loss():
+    atoms = molecule("H2O")
+    desc = small_acsf(["H", "O"])
+    inv = ACSFInverter(desc, n_init=4, n_hops=1, steps=100, random_state=0)
+    good = inv.reconstruct_from(atoms)
+    fp = inv.fingerprint(atoms)
+    bad_fp = fp.copy()
+    bad_fp[0] *= 3.0  # an environment no 3-atom structure can have together with the others
+    bad = inv.reconstruct(bad_fp, atoms.numbers)
+    assert bad.info["reconstruction_loss"] > 10 * good.info["reconstruction_loss"]
+    assert bad.info["relative_loss"] > 0.01
+
+
+def test_reconstruct_rejects_bad_shapes():
+    inv = ACSFInverter(small_acsf(["H"]), n_init=1, steps=1)
+    with pytest.raises(ValueError):
+        inv.reconstruct(np.zeros(5), [1, 1])
+    with pytest.raises(ValueError):
+        ACSFInverter(small_acsf(["H"]), pooling=("median",))
+
+
+def _toy_data(n=40, f=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=n)
+    x = np.abs(np.outer(y, np.ones(f)) + 0.1 * rng.normal(size=(n, f))) + 1.0
+    return x, y
+
+
+def test_cvae_tiny_training_and_resume(tmp_path):
+    from ase_mlgen.inversion.cvae import FingerprintGenerator
+
+    x, y = _toy_data()
+    run = tmp_path / "run"
+    job = FingerprintGenerator.train(x, y, run, epochs=3, checkpoint_every=1, latent=4,
+                                     hidden=[16, 16, 16], surrogate_hidden=[16] * 5)
+    gen = job.result()
+    fps = gen.generate(5, 0.5, seed=0)
+    assert fps.shape == (5, 6) and np.isfinite(fps).all()
+    assert gen.predict(fps).shape == (5,)
+    # resume to more epochs continues from the checkpoint
+    job2 = FingerprintGenerator.train(None, None, run, resume=True, epochs=5, latent=4,
+                                      hidden=[16, 16, 16], surrogate_hidden=[16] * 5)
+    assert job2.run_dir.read_result()["epochs"] == 5
+    assert [r["epoch"] for r in job2.run_dir.records()] == [1, 2, 3, 4, 5]
+    gen.save(tmp_path / "gen.pt")
+    again = FingerprintGenerator.load(tmp_path / "gen.pt")
+    assert np.allclose(again.generate(3, 0.0, seed=1), gen.generate(3, 0.0, seed=1))
+
+
+def test_generator_emits_atoms(tmp_path):
+    from ase_mlgen.inversion.cvae import FingerprintGenerator
+    from ase_mlgen.inversion.generator import InversionGenerator, make_search_generator
+
+    desc = small_acsf(["Pt"], r_cut=5.0)
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(12):
+        pos = rng.normal(size=(3, 3)) * 0.3 + np.array([[0, 0, 0], [2.6, 0, 0], [1.3, 2.2, 0]])
+        images.append(Atoms("Pt3", positions=pos))
+    fps = desc.pooled_many(images)
+    y = np.array([np.linalg.norm(a.positions[0] - a.positions[1]) for a in images])
+    gen = FingerprintGenerator.fit(fps, y, tmp_path / "run", epochs=2, latent=4,
+                                   hidden=[16] * 3, surrogate_hidden=[16] * 5,
+                                   descriptor=desc.todict(), pooling=["max", "min"],
+                                   numbers=[78] * 3)
+    g = InversionGenerator(gen, target=2.6, random_state=0, n_init=2, n_hops=0, steps=20)
+    out = g.generate(2)
+    assert len(out) == 2
+    for a in out:
+        assert isinstance(a, Atoms) and a.info["generator"] == "invert"
+        assert "reconstruction_loss" in a.info and "predicted_energy" in a.info
+    sg = make_search_generator(Atoms("Pt3"), 0, {"model": str(tmp_path / "run"),
+                                                 "steps": "10", "n_init": "2", "n_hops": "0"})
+    assert sg.generate(1, rng=1)[0].info["generator"] == "invert"
+
+
+def test_cli_invert(tmp_path):
+    from ase.io import read
+
+    from ase_mlgen.cli.main import main
+
+    desc = small_acsf(["H", "O"])
+    atoms = molecule("H2O")
+    np.save(tmp_path / "fp.npy", desc.compute(atoms))
+    (tmp_path / "acsf.json").write_text(json.dumps({"kind": "ACSF", **desc.todict()}))
+    out = tmp_path / "out.xyz"
+    code = main(["invert", str(tmp_path / "fp.npy"), "--numbers", "8,1,1", "--descriptor",
+                 str(tmp_path / "acsf.json"), "--pooling", "none", "-o", str(out),
+                 "--n-init", "4", "--n-hops", "1", "--steps", "100"])
+    assert code == 0
+    rec = read(out)
+    assert cluster_rmsd(atoms, rec) < 0.1
+
+
+def test_dft_pt10_loader(tmp_path):
+    from ase_mlgen.data.pt10 import load_dft_pt10
+
+    with pytest.raises(FileNotFoundError, match="pt10_acsf_300.csv"):
+        load_dft_pt10(tmp_path)
+    from tests.conftest import shared_file
+
+    folder = shared_file("pt10/pt10_acsf_300.csv").parent
+    x, y = load_dft_pt10(folder)
+    assert x.shape == (300, 380) and y.shape == (300,)
+
+
+def test_pt10_acsf_matches_shared_layout():
+    from ase_mlgen.data.pt10 import pt10_acsf
+
+    assert pt10_acsf().n_features == 190
+
+
+def test_emt_pt10_builder_and_fps():
+    from ase_mlgen.data.pt10 import build_emt_pt10, farthest_point_sampling
+
+    frames = build_emt_pt10(1, seed=0, max_steps=15, every=5)
+    assert frames[-1].info["minimum"] and len(frames) >= 2
+    assert all(np.isfinite(a.info["formation_energy"]) for a in frames)
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    idx = farthest_point_sampling(x, 10)
+    assert len(set(idx)) == 10
+    assert list(farthest_point_sampling(x, 5)) == list(idx[:5])
