@@ -29,6 +29,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+RUNS = HERE.parent / "runs" / "bench_inversion"  # run directories and caches (git-ignored)
 PAPER_TABLE1 = {1.9: 87.7, 2.2: 89.8, 2.5: 88.9, 2.8: 82.2, 3.1: 73.3, 3.4: 64.5, 3.7: 75.7}
 
 G2 = [[eta, rs] for eta in (0.5, 2.0) for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)]
@@ -173,7 +174,7 @@ def run_table1(args, result, path):
     from ase_mlgen.inversion.cvae import FingerprintGenerator
 
     x, y = load_dft_pt10(args.shared_pt10)
-    run_dir = RESULTS / "inversion_runs" / "table1"
+    run_dir = RUNS / "table1"
     t0 = time.perf_counter()
     job = FingerprintGenerator.train(x, y, run_dir, resume=run_dir.exists(),
                                      epochs=args.epochs1, seed=args.seed)
@@ -199,7 +200,7 @@ def run_table2(args, result, path):
     sizes = tuple(int(s) for s in args.sizes2.split(","))
     t0 = time.perf_counter()
     sets = emt_pt10_datasets(sizes, n_relaxations=args.relax2, seed=args.seed,
-                             cache=RESULTS / "inversion_runs" / f"emt_pt10_pool_{args.relax2}.npz")
+                             cache=RUNS / f"emt_pt10_pool_{args.relax2}.npz")
     build_s = time.perf_counter() - t0
     desc = pt10_acsf()
     pool_e = sets[max(sizes)][2]
@@ -210,9 +211,11 @@ def run_table2(args, result, path):
     for size in sizes:
         images, fp, e = sets[size]
         targets = [float(np.percentile(e, q)) for q in (10, 50, 90)]
-        run_dir = RESULTS / "inversion_runs" / f"table2_{size}_{args.relax2}"
+        run_dir = RUNS / f"table2_{size}_{args.relax2}"
+        # about the same number of optimiser steps for every set size
+        epochs = max(10, int(round(args.epochs2 * min(sizes) / size)))
         job = FingerprintGenerator.train(fp, e, run_dir, resume=run_dir.exists(),
-                                         epochs=args.epochs2, seed=args.seed)
+                                         epochs=epochs, seed=args.seed)
         gen = job.result()
         inv = ACSFInverter(desc, n_init=args.n_init2, n_hops=args.n_hops2, steps=args.steps2,
                            lr=args.lr, pooling=("max", "min"), random_state=args.seed)
@@ -242,7 +245,7 @@ def run_table2(args, result, path):
                 if keep.any() else None}
             print(f"[table2] size={size} p{q} target={t:.3f} mae={err.mean():.3f} "
                   f"within={100 * np.mean(err <= 0.1):.0f}% kept={keep.sum()}", flush=True)
-            out["sets"][str(size)] = {"n_train": len(e), "targets": targets,
+            out["sets"][str(size)] = {"n_train": len(e), "targets": targets, "epochs": epochs,
                                       "filter_relative_loss": threshold, "rows": rows}
             result["table2"] = out
             save(result, path)
@@ -317,7 +320,18 @@ def main(argv=None):
     p.add_argument("--n-init2", type=int, default=10)
     p.add_argument("--n-hops2", type=int, default=5)
     p.add_argument("--steps2", type=int, default=150)
+    p.add_argument("--merge", nargs="+", default=None,
+                   help="merge the JSON files of runs made part by part into --out (+ PNG)")
     args = p.parse_args(argv)
+    if args.merge:
+        merged = {"runs": []}
+        for f in args.merge:
+            part = json.loads(Path(f).read_text())
+            merged["runs"] += [{**r, "file": Path(f).name} for r in part.pop("runs", [])]
+            merged.update(part)
+        save(merged, Path(args.out))
+        plot(merged, Path(args.out).with_suffix(".png"))
+        return
 
     import torch
 

@@ -68,7 +68,16 @@ def _relax(images, calculator, fmax, steps, workers):
         relax_many = None
     if relax_many is not None:
         RELAX_BACKEND["name"] = "ase_mlgen.search.relax.relax_many"
-        return relax_many(images, calculator, fmax=fmax, steps=steps, workers=workers)
+        from ase.optimize import BFGS
+
+        prepared = []
+        for a in images:
+            a = a.copy()
+            if not a.pbc.any():
+                a.set_cell(np.zeros((3, 3)))
+            prepared.append(a)
+        return relax_many(prepared, calculator, fmax=fmax, steps=steps, max_workers=workers,
+                          optimizer=BFGS, progress=False, errors="skip")
     RELAX_BACKEND["name"] = "fallback: BFGS in a process pool (relax_many was not available)"
     jobs = [(a, calculator, fmax, steps) for a in images]
     if workers <= 1:

@@ -337,7 +337,8 @@ class ACSF(LocalDescriptor):
     # -- pooled global fingerprint ------------------------------------------------------------
     def pooled_batch(self, positions, numbers, cell=None, pbc=None,
                      pooling: Sequence[str] = ("max", "min")) -> torch.Tensor:
-        """Global fingerprints ``(B, len(pooling) * F)`` (differentiable), e.g. max then min over atoms."""
+        """Global fingerprints ``(B, len(pooling) * F)`` (differentiable), by default max over
+        atoms then min over atoms."""
         return pool(self.forward_batch(positions, numbers, cell, pbc), pooling)
 
     def pooled(self, atoms: Atoms, pooling: Sequence[str] = ("max", "min")) -> np.ndarray:

@@ -6,7 +6,7 @@ atoms in the same order (``numbers``):
 
 * ``forward_batch(positions (B, N, 3), numbers (N,), cell=None | (3, 3) | (B, 3, 3), pbc=None)``
   → ``(B, N, F)`` torch tensor that keeps the autograd graph to positions and cell;
-* ``forward(positions (N, 3), numbers, cell=None, pbc=None)`` → ``(N, F)``, same for one structure;
+* ``forward(positions (N, 3), numbers, cell=None, pbc=None)`` → ``(N, F)``, one structure;
 * ``compute(atoms)`` → ``ndarray (N, F)``;
 * ``compute_many(images)`` → list of arrays, batched internally (structures with the same atoms
   and periodicity are stacked and computed together).
@@ -157,16 +157,14 @@ class LocalDescriptor:
                                     else numbers)
         if numbers_t.numel() != n:
             raise ValueError(f"numbers has {numbers_t.numel()} entries for {n} atoms")
-        centre = self.species_index(numbers_t)
+        centre = self.species_index(numbers_t).to(positions.device)
         if pbc is None:
             pbc = np.array([cell is not None] * 3)
         pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
         if pbc.any():
             if cell is None:
                 raise ValueError("structure is periodic but no cell was given")
-            cell = torch.as_tensor(cell)
-            if not cell.is_floating_point():
-                cell = cell.to(positions.dtype)
+            cell = torch.as_tensor(cell).to(device=positions.device, dtype=positions.dtype)
             if cell.dim() == 2:
                 cell = cell.expand(b, 3, 3)
             if cell.shape != (b, 3, 3):
@@ -189,7 +187,7 @@ class LocalDescriptor:
 
     def forward_batch(self, positions: torch.Tensor, numbers, cell=None, pbc=None,
                       chunk_size: int | None = None) -> torch.Tensor:
-        """Features ``(B, N, F)`` of a batch ``positions (B, N, 3)`` of structures sharing ``numbers``.
+        """Features ``(B, N, F)`` of a batch ``positions (B, N, 3)`` sharing ``numbers (N,)``.
 
         Differentiable with respect to ``positions`` and ``cell``. The batch is processed in chunks
         (``chunk_size`` structures, automatic by default) to bound memory.

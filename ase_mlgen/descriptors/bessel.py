@@ -239,7 +239,8 @@ class SphericalBessel(LocalDescriptor):
             * y[..., torch.as_tensor(self._y_idx, device=dev)]  # (BN, M, D)
         w = mask.reshape(bn, m).to(dt)
         if s > 1:
-            w = torch.nn.functional.one_hot(centre[nb.index].reshape(bn, m), s).to(dt) * w[..., None]
+            spec = centre[nb.index].reshape(bn, m)
+            w = torch.nn.functional.one_hot(spec, s).to(dt) * w[..., None]
         else:
             w = w[..., None]
         c = w.transpose(1, 2) @ gy  # (BN, S, D)

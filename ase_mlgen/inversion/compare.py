@@ -97,9 +97,13 @@ def cluster_rmsd(a: Atoms, b: Atoms, allow_reflection: bool = True, n_random: in
 
 def _lattice_operations(cell: np.ndarray, symprec: float = 1e-3) -> list[np.ndarray]:
     """Integer rotations (fractional coordinates) that map the lattice onto itself (spglib)."""
+    import warnings
+
     import spglib
 
-    sym = spglib.get_symmetry((np.asarray(cell), [[0.0, 0.0, 0.0]], [1]), symprec=symprec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sym = spglib.get_symmetry((np.asarray(cell), [[0.0, 0.0, 0.0]], [1]), symprec=symprec)
     rots = [] if sym is None else list(sym["rotations"])
     if not rots:
         rots = [np.eye(3, dtype=int), -np.eye(3, dtype=int)]
@@ -153,7 +157,11 @@ def structure_rmsd(a: Atoms, b: Atoms) -> float:
 
 def same_spacegroup(a: Atoms, b: Atoms, symprec: float = 0.1) -> bool:
     """True when spglib finds the same space group for both (a coarse crystal match)."""
+    import warnings
+
     import spglib
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="spglib")
 
     def sg(x):
         return spglib.get_spacegroup((np.asarray(x.cell), x.get_scaled_positions(), x.numbers),

@@ -1,6 +1,6 @@
 """Conditional VAE in fingerprint space (Fung et al. 2022) and :class:`FingerprintGenerator`.
 
-The cVAE encodes a (standardised) fingerprint together with its property ``y`` into a latent
+The cVAE encodes a (min-max scaled) fingerprint together with its property ``y`` into a latent
 Gaussian and decodes ``(z, y)`` back to a fingerprint. Generation at a target property samples
 ``z ~ N(0, I)`` and decodes ``(z, target)``. Paper defaults: three hidden layers of 128, latent 25,
 β = 0.75 on the KL term, Adam with learning rate 1e-3, batch 64. A surrogate property model
@@ -36,6 +36,7 @@ DEFAULTS = {
     "seed": 0,
     "device": "auto",
     "checkpoint_every": 25,
+    "scaling": "minmax",  # fingerprints to [0, 1] per feature (as in the paper's code)
     # stored with the model so that generated fingerprints can be inverted later
     "descriptor": None,  # e.g. ACSF.todict()
     "pooling": None,     # e.g. ["max", "min"]
@@ -51,8 +52,8 @@ class CVAE(nn.Module):
         super().__init__()
         self.n_features, self.n_cond, self.latent = n_features, n_cond, latent
         self.hidden = list(hidden)
-        self.encoder = mlp(n_features + n_cond, self.hidden, 2 * latent)
-        self.decoder = mlp(latent + n_cond, self.hidden[::-1], n_features)
+        self.encoder = mlp(n_features + n_cond, self.hidden, 2 * latent, nn.ELU)
+        self.decoder = mlp(latent + n_cond, self.hidden[::-1], n_features, nn.ELU)
 
     def encode(self, x, y):
         h = self.encoder(torch.cat([x, y], dim=-1))
@@ -203,7 +204,7 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     config = {**config, "y_range": [float(np.percentile(y_raw, q)) for q in (0, 10, 50, 90, 100)]}
     seed = int(config.get("seed", 0))
     torch.manual_seed(seed)
-    x_scaler = Standardizer.fit(x_raw)
+    x_scaler = Standardizer.fit(x_raw, config.get("scaling", "minmax"))
     y_mean, y_std = float(y_raw.mean()), float(y_raw.std() or 1.0)
     x = torch.as_tensor(x_scaler.transform(x_raw), dtype=torch.float32, device=dev)
     y = torch.as_tensor((y_raw - y_mean) / y_std, dtype=torch.float32, device=dev)[:, None]
@@ -212,6 +213,7 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     opt = torch.optim.Adam(cvae.parameters(), lr=float(config["lr"]))
     sur = SurrogateModel(x.shape[1], tuple(config["surrogate_hidden"])).to(dev)
     sur.x_scaler, sur.y_mean, sur.y_std = x_scaler, y_mean, y_std
+    # the surrogate sees the same scaled inputs as the cVAE
     sopt = torch.optim.Adam(sur.parameters(), lr=float(config["surrogate_lr"]))
     epochs = int(config["epochs"])
     sur_epochs = int(config.get("surrogate_epochs") or epochs)
@@ -254,15 +256,15 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                tot += float(loss) * len(idx)
-                rec_t += float(rec) * len(idx)
-                kl_t += float(kl) * len(idx)
+                tot += float(loss.detach()) * len(idx)
+                rec_t += float(rec.detach()) * len(idx)
+                kl_t += float(kl.detach()) * len(idx)
             if epoch <= sur_epochs:
                 sl = ((sur(x[idx]) - y[idx, 0]) ** 2).mean()
                 sopt.zero_grad()
                 sl.backward()
                 sopt.step()
-                s_t += float(sl) * len(idx)
+                s_t += float(sl.detach()) * len(idx)
         run_dir.log({"epoch": epoch, "max_epochs": max_epochs, "train_loss": tot / n,
                      "recon_loss": rec_t / n, "kl_loss": kl_t / n,
                      "surrogate_loss": s_t / n * y_std ** 2,

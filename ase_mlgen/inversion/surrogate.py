@@ -25,8 +25,15 @@ class Standardizer:
         self.std = np.asarray(std, dtype=np.float64)
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> "Standardizer":
+    def fit(cls, x: np.ndarray, kind: str = "standard") -> "Standardizer":
+        """``"standard"``: (x - mean) / std; ``"minmax"``: (x - min) / (max - min) to [0, 1]."""
         x = np.asarray(x, dtype=np.float64)
+        if kind == "minmax":
+            lo, span = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+            span = np.where(span > 1e-12 * max(float(np.abs(x).max()), 1e-12), span, 1.0)
+            return cls(lo, span)
+        if kind != "standard":
+            raise ValueError(f"unknown scaling {kind!r}; use 'standard' or 'minmax'")
         std = x.std(axis=0)
         std = np.where(std > 1e-8 * max(float(np.abs(x).max()), 1e-12), std, 1.0)
         return cls(x.mean(axis=0), std)

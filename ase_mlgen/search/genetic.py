@@ -108,8 +108,10 @@ def run_genetic_algorithm(problem) -> None:
                 # add a fresh random start to the population instead
                 fresh_start = StartGenerator(slab, [(n, numbers.count(n)) for n in elements],
                                              blmin, box_to_place_in=box, rng=rng)
-                da.add_unrelaxed_candidate(fresh_start.get_new_candidate(),
-                                           description="StartGenerator:random")
+                fresh = fresh_start.get_new_candidate()
+                fresh.info["key_value_pairs"] = {"generation": da.get_generation_number()}
+                fresh.info["data"] = {"parents": []}
+                da.add_unrelaxed_candidate(fresh, description="StartGenerator:random")
                 relax_and_add(da.get_an_unrelaxed_candidate())
                 population.update()
                 continue
