@@ -182,11 +182,18 @@ def main(argv=None) -> dict:
                                 "n_g5": len(v.get("g5_params", []))}
                             for k, v in SETTINGS.items()},
                "repeats": args.repeats, "acsf": []}
-    for name, images in (("Pt10", pt10), ("Ga50", ga50)):
-        for setting in SETTINGS:
+    results["tad"] = None
+    # cheapest first; the JSON is rewritten after every measurement (partial results survive)
+    for name, setting in (("Pt10", "pt10_paper"), ("Pt10", "typical"), ("Ga50", "typical"),
+                          ("TAD", None), ("Ga50", "pt10_paper")):
+        if name == "TAD":
+            results["tad"] = bench_tad(ga50, max(args.repeats, 3))
+        else:
+            images = pt10 if name == "Pt10" else ga50
             results["acsf"].append(bench_acsf(name, images, setting, args.cores, args.repeats))
-    results["tad"] = bench_tad(ga50, max(args.repeats, 3))
-    results["machine"]["load_average_end"] = list(os.getloadavg())
+        results["machine"]["load_average_end"] = list(os.getloadavg())
+        results["complete"] = name == "Ga50" and setting == "pt10_paper"
+        atomic_json_dump(results, args.out)
     results["targets"] = {
         "acsf_ratio_at_least_1": all(r["ratio_vs_dscribe"] >= 1.0 for r in results["acsf"]),
         "tad_ga50_at_least_20000_per_s": (results["tad"] is not None and

@@ -88,14 +88,21 @@ def main(argv=None) -> int:
     parser.add_argument("--deadline-min", type=float, default=25.0,
                         help="do not start runs after this many minutes")
     parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--systems", nargs="+", default=None, help="subset of the plan")
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="only rebuild search.json/png from the finished runs")
     args = parser.parse_args(argv)
 
     plan = [("LJ13", "lj", 2, 100, True)] if args.quick else PLAN
     if not GAP.is_file():
         print(f"GAP file {GAP} absent: Ga systems skipped", file=sys.stderr)
         plan = [p for p in plan if p[1] != "gap"]
+    if args.systems:
+        plan = [p for p in plan if p[0] in args.systems]
     runs_dir = RESULTS / "search_runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    if args.summarise_only:
+        args.deadline_min = 0
     # round-robin over systems, seed by seed, so that a time limit leaves every system covered
     jobs = []
     for seed in range(max(p[2] for p in plan)):
@@ -108,7 +115,7 @@ def main(argv=None) -> int:
     start = time.time()
     deadline = start + 60 * args.deadline_min
     skipped = []
-    todo = [j for j in jobs if not Path(j[-1]).exists()]
+    todo = [j for j in jobs if not Path(j[-1]).exists()] if not args.summarise_only else []
     print(f"{len(jobs)} runs planned, {len(jobs) - len(todo)} already done", flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
         pending = {}
@@ -131,7 +138,9 @@ def main(argv=None) -> int:
                       f"{r['seconds']:.0f} s, reached={r['reached_target']}", flush=True)
             except Exception as exc:  # a failed run is reported, not fatal
                 print(f"{job[:4]} failed: {exc!r}", flush=True)
-    reports = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))]
+    planned = {Path(j[-1]).name for j in jobs}
+    reports = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))
+               if p.name in planned]
     from ase_mlgen.cli.compare import format_table, plot
     from ase_mlgen.search.runner import machine_info
     from ase_mlgen.utils.io import atomic_json_dump
@@ -139,7 +148,7 @@ def main(argv=None) -> int:
     summary = summarise(reports)
     summary.update(plan=[dict(zip(["system", "calc", "seeds", "budget", "stop_at_known"], p))
                          for p in plan],
-                   skipped_for_time=[list(s) for s in skipped],
+                   not_run=[list(j[:5]) for j in jobs if not Path(j[-1]).exists()],
                    wall_seconds=time.time() - start, machine=machine_info(),
                    load_average=os.getloadavg(),
                    note="budgets and seeds scaled down to fit ~25 min on a shared 2-core CPU; "

@@ -213,12 +213,34 @@ class LocalDescriptor:
                 mean_slots = min(mean_slots, float(self.max_neighbours))
             chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS
                              // self._work_per_structure(n, slots, mean_slots))
-        outs = []
-        for start in range(0, b, chunk_size):
+        needs_graph = torch.is_grad_enabled() and (
+            positions.requires_grad or (cell is not None and cell.requires_grad))
+        threads = torch.get_num_threads()
+        parallel = (not needs_graph and threads > 1 and b > 1
+                    and positions.device.type == "cpu")
+        if parallel:
+            chunk_size = min(chunk_size, -(-b // threads))
+
+        def run(start: int) -> torch.Tensor:
             sl = slice(start, start + chunk_size)
             nb = build_neighbours(positions[sl], None if cell is None else cell[sl], pbc,
                                   self.r_cut, self.max_neighbours)
-            outs.append(self._features(nb, centre))
+            return self._features(nb, centre)
+
+        starts = range(0, b, chunk_size)
+        if parallel and len(starts) > 1:
+            # chunks on a thread pool, one torch thread each: independent work per thread scales
+            # better than intra-op parallelism on these many small tensors (and on busy machines)
+            from concurrent.futures import ThreadPoolExecutor
+
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(threads) as pool_:
+                    outs = list(pool_.map(run, starts))
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            outs = [run(start) for start in starts]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
     def forward(self, positions: torch.Tensor, numbers, cell=None, pbc=None) -> torch.Tensor:
