@@ -57,9 +57,10 @@ def recon_cases(n_pt10: int = 20):
     from ase.cluster import Decahedron, Icosahedron, Octahedron
     from ase.lattice.hexagonal import Hexagonal  # noqa: F401  (ase present)
 
-    clusters = [("ico13", Icosahedron("Pt", 2)), ("deca13", Decahedron("Pt", 2, 2, 0)),
-                ("octa19", Octahedron("Pt", 3, 1)), ("octa38", Octahedron("Pt", 4, 1)),
-                ("deca49", Decahedron("Pt", 3, 3, 0)), ("ico55", Icosahedron("Pt", 3))]
+    clusters = [Icosahedron("Pt", 2), Decahedron("Pt", 2, 2, 0), Octahedron("Pt", 3, 1),
+                Octahedron("Pt", 4, 1), Decahedron("Pt", 3, 3, 0), Icosahedron("Pt", 3)]
+    kinds = ["ico", "deca", "octa", "octa", "deca", "ico"]
+    clusters = [(f"{k}{len(a)}", a) for k, a in zip(kinds, clusters)]
     mols = ["H2O", "NH3", "CH4", "CH3OH", "C2H4", "CH3CH2OH", "C6H6", "CH3COOH", "HCOOH",
             "CH3CN"]
     crystals = [("NaCl", bulk("NaCl", "rocksalt", a=5.64)),

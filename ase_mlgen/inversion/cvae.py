@@ -268,7 +268,7 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
         run_dir.log({"epoch": epoch, "max_epochs": max_epochs, "train_loss": tot / n,
                      "recon_loss": rec_t / n, "kl_loss": kl_t / n,
                      "surrogate_loss": s_t / n * y_std ** 2,
-                     "epoch_seconds": time.perf_counter() - t0}, plot_every=every)
+                     "epoch_seconds": time.perf_counter() - t0}, plot_every=max(every, 25))
         if epoch % every == 0 or epoch == max_epochs:
             checkpoint(epoch)
     if start >= max_epochs:
