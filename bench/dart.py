@@ -283,8 +283,26 @@ def main(argv=None) -> int:
             result["inference"] = data.pop("inference")
         from scipy.stats import spearmanr
 
+        from ase_mlgen.nn.training import split_indices
+
         ref, pred, n = (np.array(pts[k]) for k in ("ref", "pred", "sizes"))
         data["spearman_per_atom_all_sizes"] = float(spearmanr(pred / n, ref / n).correlation)
+        # the same test rows again (deterministic split) to break the errors down by frame kind
+        if part == "transfer":
+            test_idx = np.flatnonzero(sizes == args.transfer_size)
+        else:
+            test_idx = split_indices(len(images), [0.8, 0.1, 0.1], seed=args.seed)[2]
+        frame = np.array([images[i].info.get("frame", -1) for i in test_idx])
+        fin = final[test_idx]
+        kinds = {"unrelaxed_random_starts": (frame == 0) & ~fin,
+                 "relaxation_path_frames": (frame > 0) & ~fin,
+                 "final_structures": fin,
+                 "all_but_unrelaxed_starts": ~((frame == 0) & ~fin)}
+        data["test_by_frame_kind"] = {k: errors(pred[m], ref[m]) for k, m in kinds.items()
+                                      if m.any()}
+        m = kinds["all_but_unrelaxed_starts"]
+        data["spearman_within_size_excluding_unrelaxed_starts"] = spearman_within_size(
+            pred[m], ref[m], n[m])
         result[key] = data
         panels.append((title, np.array(pts["ref"]), np.array(pts["pred"]),
                        np.array(pts["sizes"])))
