@@ -146,7 +146,8 @@ def run_part(part, args, images, sizes, energy, final) -> dict:
     if part in ("dart", "hdnn"):
         print(f"{part}: random split {len(i_train)} train, {len(i_val)} val, {len(i_test)} test",
               flush=True)
-        model, summary = train_model(part, pick(i_train), pick(i_val), args)
+        hyper = {"width": args.width} if part == "dart" else None
+        model, summary = train_model(part, pick(i_train), pick(i_val), args, hyper)
         pred = predict(part, model, pick(i_test))
         fin = final[i_test]
         out.update({
@@ -186,7 +187,8 @@ def run_part(part, args, images, sizes, energy, final) -> dict:
         i_tr, i_va = split_indices(len(small), [0.9, 0.1], seed=args.seed)
         print(f"transfer: {len(i_tr)} train (<{big} atoms), {len(i_va)} val, {len(test)} test "
               f"(Ga{big})", flush=True)
-        model, summary = train_model("dart", pick(small[i_tr]), pick(small[i_va]), args)
+        model, summary = train_model("dart", pick(small[i_tr]), pick(small[i_va]), args,
+                                     {"width": args.width})
         pred = predict("dart", model, pick(test))
         out.update({"train_sizes": [int(sizes[small].min()), int(sizes[small].max())],
                     "test_size": big, "n_train": len(i_tr), "n_val": len(i_va),
@@ -215,6 +217,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=float, default=None,
                     help="time box for each training (wall clock, s)")
     ap.add_argument("--transfer-size", type=int, default=70)
+    ap.add_argument("--width", type=float, default=0.0,
+                    help="TAD switch width of the DART parts (0: the paper's integer TAD)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
