@@ -45,7 +45,8 @@ def main(argv=None) -> None:
     atoms.calc = teacher
     FIRE(atoms, logfile=None).run(fmax=0.1, steps=50)
     MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=None)
-    md = Langevin(atoms, 5 * units.fs, temperature_K=args.temperature, friction=0.02)
+    md = Langevin(atoms, 5 * units.fs, temperature_K=args.temperature, friction=0.02,
+                  fixcm=False)
     snapshots = []
     md.attach(lambda: snapshots.append(atoms.copy()), interval=args.interval)
     t0 = time.perf_counter()
