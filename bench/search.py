@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     deadline = start + 60 * args.deadline_min
     skipped = []
     todo = [j for j in jobs if not Path(j[-1]).exists()] if not args.summarise_only else []
-    print(f"{len(jobs)} runs planned, {len(jobs) - len(todo)} already done", flush=True)
+    print(f"{len(jobs)} runs planned, {len(todo)} to run now", flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
         pending = {}
         queue = list(todo)
