@@ -176,6 +176,30 @@ def test_generator_search_finds_lj7_and_counts_duplicates(tmp_path):
     assert read(traj, ":")[-1].get_potential_energy() == pytest.approx(energy)
 
 
+class _ObservingGenerator:
+    """Random LJ clusters that remember what the search reports back."""
+
+    def __init__(self, template):
+        self.inner = RandomClusters(template, bond_length=LJ_BOND)
+        self.seen = []
+
+    def generate(self, n, rng=None):
+        return self.inner.generate(n, rng=rng)
+
+    def observe(self, atoms, energy):
+        self.seen.append((len(atoms), energy))
+
+
+def test_generator_search_reports_minima_to_observe():
+    atoms = Atoms("Ar6", positions=np.zeros((6, 3)))
+    atoms.calc = FullLennardJones()
+    gen = _ObservingGenerator(atoms)
+    search = GeneratorSearch(atoms, gen, logfile=None, trajectory=None, name="random")
+    search.run(4)
+    assert [n for n, _ in gen.seen] == [6, 6, 6, 6]
+    assert min(e for _, e in gen.seen) == pytest.approx(search.get_minimum()[0])
+
+
 def test_generator_search_restarts_from_db(tmp_path):
     db = tmp_path / "search.db"
     full = _lj_search(6, seed=4, db=str(tmp_path / "ref.db"), batch_size=2)

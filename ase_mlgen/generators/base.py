@@ -19,6 +19,10 @@ Rules every generator follows
   successive calls give new structures);
 * clusters are returned without a cell (``pbc=False``), centred at the origin; crystals with
   ``pbc=True`` and their cell.
+* optionally, a generator that adapts to what the search finds defines
+  ``observe(atoms, energy)``: :class:`~ase_mlgen.search.generator_search.GeneratorSearch` calls
+  it with every relaxed structure and its energy (eV) after each step (MeGen reseeds from the
+  minima it is shown). A search restarted from its database does not replay earlier steps.
 
 Generators become ``ase-mlgen search`` methods through :mod:`ase_mlgen.search.methods`: the method
 names a factory ``make_search_generator(template, seed, options) -> StructureGenerator`` where

@@ -217,6 +217,9 @@ class GeneratorSearch(Dynamics):
                                       candidate_id=candidate_id, opt_steps=opt_steps,
                                       raise_at_budget=False)
         self.last_record = record
+        observe = getattr(self.generator, "observe", None)
+        if observe is not None:  # optional protocol hook: adaptive generators learn from minima
+            observe(relaxed, energy)
         if self._lm_path is not None:
             self._write(self._lm_path)
         if record.best and self._lowest_path is not None:
