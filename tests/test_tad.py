@@ -151,3 +151,20 @@ def test_bad_input():
         TAD(shells=(6.3, 3.49))
     with pytest.raises(ValueError, match="width"):
         TAD(width=-1)
+
+
+@pytest.mark.parametrize("shells", [(3.49, 6.3), (3.49, 6.3, 15.0)])
+def test_fast_integer_counts_equal_shell_matrix_sums(shells):
+    """The Gram-matrix fast path of forward_batch gives the same counts as the shell matrices."""
+    from ase_mlgen.descriptors.tad import shell_masks
+
+    gen = torch.Generator().manual_seed(3)
+    pos = torch.rand(70, 30, 3, generator=gen, dtype=torch.float64) * 14.0
+    mask = torch.rand(70, 30, generator=gen) > 0.25
+    tad = TAD(shells)
+    for m in (None, mask):
+        j, k, l_ = shell_masks(pos, m, shells, 0.0)
+        expected = torch.stack([j.sum(-1), k.sum(-1), l_.sum(-1)], dim=-1)
+        if m is not None:
+            expected = expected * m[..., None]
+        assert torch.equal(tad.forward_batch(pos, m), expected)

@@ -63,3 +63,16 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             resolve_device("cuda")
+
+
+def test_read_model_file_resolves_run_dirs_and_refuses_bad_files(tmp_path):
+    from ase_mlgen.utils.io import atomic_torch_save, read_model_file
+
+    with pytest.raises(FileNotFoundError, match="DART model file"):
+        read_model_file(tmp_path / "missing.pt", "DART")
+    (tmp_path / "junk.pt").write_text("not a torch file")
+    with pytest.raises(ValueError, match="is not a DART model file"):
+        read_model_file(tmp_path / "junk.pt", "DART")
+    atomic_torch_save({"kind": "demo"}, tmp_path / "run" / "model.pt")
+    path, state = read_model_file(tmp_path / "run", "demo")
+    assert path == tmp_path / "run" / "model.pt" and state == {"kind": "demo"}

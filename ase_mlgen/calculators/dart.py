@@ -21,8 +21,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from ase_mlgen.nn.dart import DARTNet
-from ase_mlgen.nn.training import (EnergyTrainer, model_file, model_from_file, pad_positions,
-                                   predict_features)
+from ase_mlgen.nn.training import (EnergyTrainer, model_file, model_from_file)
 from ase_mlgen.utils.validate import check_atoms
 
 NO_FORCES = ("this DART model was trained on the paper's integer TAD (width=0): its energy is a "
@@ -156,16 +155,9 @@ class DART(Calculator):
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu", **kwargs) -> "DART":
         """Read a file written by :meth:`save` (or a training run's ``model.pt`` or checkpoint)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "model.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"DART model file {path} not found")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise ValueError(f"{path} is not a DART model file (torch could not read it: "
-                             f"{exc})") from None
+        from ase_mlgen.utils.io import read_model_file
+
+        path, data = read_model_file(path, "DART")
         model, data = model_from_file(data, expect_kind="dart", path=str(path))
         return cls(model, species=data["species"], device=device, info=data.get("info"),
                    **kwargs)

@@ -124,6 +124,53 @@ def _squared_distances(positions: torch.Tensor, mask: torch.Tensor | None = None
     return d2, valid
 
 
+def _integer_counts(positions: torch.Tensor, mask: torch.Tensor | None,
+                    shells: tuple[float, ...], chunk: int = 128) -> torch.Tensor:
+    """Integer TAD of a padded batch without building shell matrices (the fast path).
+
+    Squared distances come from the Gram matrix of the centred positions,
+    ``|r_i|² + |r_j|² − 2 r_i·r_j`` (one batched matrix product), in chunks of ``chunk``
+    structures so that the ``(chunk, N, N)`` blocks stay in cache. Counting ``d² < r²`` includes
+    the atom itself (``d² ≈ 0``), which is subtracted. Use float64 positions for counts identical
+    to the pairwise differences; float32 can flip pairs within ~1e-5 Å of a shell radius.
+    """
+    if positions.dim() != 3 or positions.shape[-1] != 3:
+        raise ValueError(f"positions must have shape (B, N, 3), got {tuple(positions.shape)}")
+    b, n, _ = positions.shape
+    if mask is not None:
+        mask = mask.to(device=positions.device, dtype=torch.bool)
+        if mask.shape != (b, n):
+            raise ValueError(f"mask must have shape {(b, n)}, got {tuple(mask.shape)}")
+    radii2 = [r * r for r in shells]
+    out = torch.empty(b, n, 3, dtype=positions.dtype, device=positions.device)
+    with torch.no_grad():
+        for start in range(0, b, chunk):
+            c = positions[start:start + chunk]
+            m = None if mask is None else mask[start:start + chunk]
+            if m is None:
+                c = c - c.mean(dim=1, keepdim=True)
+                n_real = torch.full((c.shape[0], 1), n, device=c.device)
+            else:
+                mf = m.to(c.dtype)[..., None]
+                n_real = m.sum(dim=1, keepdim=True)
+                centre = (c * mf).sum(dim=1, keepdim=True) / n_real.clamp(min=1)[..., None]
+                c = (c - centre) * mf
+            sq = (c * c).sum(-1)
+            d2 = sq[:, :, None] + sq[:, None, :] - 2.0 * torch.bmm(c, c.transpose(1, 2))
+            inside = [d2 < r2 for r2 in radii2]
+            if m is not None:
+                inside = [w & m[:, None, :] for w in inside]
+            counts = [w.sum(-1) - 1 for w in inside]  # minus the atom itself
+            n_j = counts[0]
+            n_k = counts[1] - counts[0]
+            n_l = (counts[2] - counts[1]) if len(radii2) == 3 else (n_real - 1) - counts[1]
+            block = torch.stack([n_j, n_k, n_l], dim=-1).to(positions.dtype)
+            if m is not None:
+                block = block * m.to(block.dtype)[..., None]
+            out[start:start + chunk] = block
+    return out
+
+
 class TAD:
     """Topological Atomic Descriptor: per atom the neighbour counts in the J, K and L shells.
 
@@ -203,6 +250,8 @@ class TAD:
 
         ``mask (B, N)`` is True for real atoms and False for padding; padded rows are zero.
         """
+        if self.width == 0 and not positions.requires_grad:
+            return _integer_counts(positions, mask, self.shells)
         j, k, l_ = shell_masks(positions, mask, self.shells, self.width)
         out = torch.stack([j.sum(-1), k.sum(-1), l_.sum(-1)], dim=-1)
         if mask is not None:

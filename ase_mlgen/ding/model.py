@@ -637,18 +637,9 @@ class DING:
     def load(cls, path: str | os.PathLike, device: str | None = None) -> "DING":
         """A model written by :meth:`save` (or the ``model.pt`` of a run directory; a run
         directory itself is accepted). Refuses files that are not DING models."""
-        import torch
+        from ase_mlgen.utils.io import read_model_file
 
-        path = Path(path)
-        if path.is_dir():
-            path = path / "model.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"DING model {path} not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle errors, foreign formats
-            raise ValueError(f"{path} is not a DING model file ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        path, state = read_model_file(path, "DING", weights_only=True)
         try:
             return cls.from_state(state, device=device)
         except ValueError as exc:

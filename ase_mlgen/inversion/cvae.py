@@ -12,7 +12,6 @@ Training runs through :func:`ase_mlgen.jobs.submit` (task :func:`train_task`, lo
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -162,7 +161,12 @@ class FingerprintGenerator:
         path = Path(path)
         if path.is_dir():
             return load_generator(path)
-        return _from_state(torch.load(path, map_location="cpu", weights_only=False))
+        from ase_mlgen.utils.io import read_model_file
+
+        path, state = read_model_file(path, "fingerprint generator")
+        if not isinstance(state, dict) or "cvae" not in state or "x_scaler" not in state:
+            raise ValueError(f"{path} is not a fingerprint-generator (cVAE) model file")
+        return _from_state(state)
 
 
 def _state(cvae, x_scaler, y_mean, y_std, surrogate, config):

@@ -122,11 +122,10 @@ class HDNN:
     def load(cls, path) -> "HDNN":
         from ase_mlgen.nn.training import model_from_file
 
-        path = Path(path)
-        if path.is_dir():
-            path = path / "model.pt"
-        model, data = model_from_file(torch.load(path, map_location="cpu", weights_only=False),
-                                      expect_kind="hdnn", path=str(path))
+        from ase_mlgen.utils.io import read_model_file
+
+        path, state = read_model_file(path, "HDNN")
+        model, data = model_from_file(state, expect_kind="hdnn", path=str(path))
         return cls(model, data["species"])
 
 

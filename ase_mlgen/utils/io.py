@@ -80,3 +80,27 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def read_model_file(path: str | os.PathLike, what: str, weights_only: bool = False
+                    ) -> tuple[Path, Any]:
+    """Read a saved torch model file: ``(resolved path, loaded object)``.
+
+    A run directory stands for its ``model.pt``. A missing file raises ``FileNotFoundError`` and a
+    file torch cannot read raises ``ValueError``, both naming ``what`` (e.g. ``"DART"``); checking
+    that the loaded object really is such a model is left to the caller.
+    """
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} model file {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # pickle errors, foreign formats, truncated files
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(f"{path} is not a {what} model file (torch could not read it: "
+                         f"{type(exc).__name__}: {first})") from None
+    return path, state

@@ -10,9 +10,7 @@ compositions than the target.
 """
 from __future__ import annotations
 
-import copy
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -601,10 +599,9 @@ class LoGAN:
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "LoGAN":
         """Read a model written by :meth:`save` (``device``: where to put it; default auto)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"LoGAN model file {path} not found")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        from ase_mlgen.utils.io import read_model_file
+
+        path, state = read_model_file(path, "LoGAN")
         return cls.from_state_dict(state, device=device)
 
     def critic_scores(self, images: Iterable[Atoms]) -> np.ndarray:

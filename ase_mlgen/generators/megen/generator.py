@@ -344,10 +344,9 @@ class MeGen:
         """A MeGen from :meth:`save` or from a training checkpoint."""
         from ase_mlgen.utils.device import resolve_device
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"MeGen model file {path} not found")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        from ase_mlgen.utils.io import read_model_file
+
+        path, state = read_model_file(path, "MeGen")
         if not isinstance(state, dict) or "policy" not in state \
                 or "config" not in state.get("policy", {}):
             raise ValueError(f"{path} is not a MeGen model or training checkpoint")
