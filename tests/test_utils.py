@@ -76,3 +76,14 @@ def test_read_model_file_resolves_run_dirs_and_refuses_bad_files(tmp_path):
     atomic_torch_save({"kind": "demo"}, tmp_path / "run" / "model.pt")
     path, state = read_model_file(tmp_path / "run", "demo")
     assert path == tmp_path / "run" / "model.pt" and state == {"kind": "demo"}
+
+
+def test_connect_db_creates_the_folder_of_a_new_database(tmp_path):
+    from ase import Atoms
+
+    from ase_mlgen.utils.database import connect_db
+
+    con = connect_db(tmp_path / "new" / "deeper" / "out.db")
+    con.write(Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]]), relaxed=1)
+    assert (tmp_path / "new" / "deeper" / "out.db").exists()
+    assert connect_db(con) is con

@@ -170,7 +170,6 @@ def build_cluster_dataset(element: str, sizes, per_size: int, calculator, db: st
         Energy window (eV) within which two final structures of one size are compared as possible
         duplicates.
     """
-    from ase.db import connect
     from tqdm import tqdm
 
     from ase.data import chemical_symbols
@@ -188,7 +187,9 @@ def build_cluster_dataset(element: str, sizes, per_size: int, calculator, db: st
         raise ValueError("a calculator instance cannot be shared by worker processes: pass a "
                          "spec string or a zero-argument factory, or use workers=1")
 
-    con = connect(str(db), type="db")
+    from ase_mlgen.utils.database import connect_db
+
+    con = connect_db(str(db), type="db")
     meta = dict(con.metadata) if Path(db).exists() else {}
     done = set(meta.get("completed_seeds", []))
     jobs = []

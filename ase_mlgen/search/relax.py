@@ -104,9 +104,9 @@ def relax_many(images: Sequence[Atoms], calculator_factory, fmax: float = 0.05,
     connection = None
     done: dict[str, Atoms] = {}
     if db is not None:
-        from ase.db import connect
+        from ase_mlgen.utils.database import connect_db
 
-        connection = connect(db) if isinstance(db, str) or hasattr(db, "__fspath__") else db
+        connection = connect_db(db)
         wanted = set(keys)
         for row in connection.select(relaxed=1):
             k = row.get("relax_key")

@@ -75,9 +75,9 @@ class SearchStorage:
     """Rows of one search run (``search`` and ``seed``) in an ase.db database."""
 
     def __init__(self, db, search: str, seed: int):
-        from ase.db import connect
+        from ase_mlgen.utils.database import connect_db
 
-        self.connection = connect(db) if isinstance(db, str) or hasattr(db, "__fspath__") else db
+        self.connection = connect_db(db)
         self.search = str(search)
         self.seed = int(seed)
 
