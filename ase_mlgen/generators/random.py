@@ -32,6 +32,36 @@ def _bond_matrix(numbers: np.ndarray, bond_length: float | None) -> np.ndarray:
     return r[:, None] + r[None, :]
 
 
+def _place_one_by_one(n: int, rng: np.random.Generator, draw, distances, min_pair: np.ndarray,
+                      max_pair: np.ndarray | None = None, first_at_origin: bool = False,
+                      tries: int = 20) -> np.ndarray | None:
+    """Positions ``(n, 3)`` (Å) built atom by atom, or None when some atom finds no place.
+
+    For atom ``i`` up to ``tries`` batches of trial points ``draw(rng) -> (m, 3)`` are drawn; the
+    first point whose ``distances(trial, placed) -> (m, i)`` to every placed atom ``j`` are at
+    least ``min_pair[i, j]`` (and, with ``max_pair``, at most ``max_pair[i, j]`` for some ``j``:
+    connected clusters) is taken. Atom 0 goes to the origin or to the first trial point.
+    """
+    pos = np.zeros((n, 3))
+    for i in range(1 if first_at_origin else 0, n):
+        for _ in range(tries):
+            trial = draw(rng)
+            if i == 0:
+                pos[0] = trial[0]
+                break
+            d = distances(trial, pos[:i])
+            good = np.all(d >= min_pair[i, :i], axis=1)
+            if max_pair is not None:
+                good &= np.any(d <= max_pair[i, :i], axis=1)
+            hit = np.flatnonzero(good)
+            if len(hit):
+                pos[i] = trial[hit[0]]
+                break
+        else:
+            return None
+    return pos
+
+
 class RandomClusters:
     """Compact random clusters: atoms placed one by one in a sphere, never closer than
     ``min_distance`` and (with ``connected=True``) each within ``max_distance`` of an earlier atom.
@@ -93,29 +123,19 @@ class RandomClusters:
         numbers = self.numbers[order]
         bonds = self._bonds[np.ix_(order, order)]
         radius = self.radius
+        def in_sphere(rng):
+            trial = rng.normal(size=(64, 3))
+            return trial * (radius * rng.random(64) ** (1 / 3)
+                            / np.linalg.norm(trial, axis=1))[:, None]
+
+        def distances(trial, placed):
+            return np.linalg.norm(trial[:, None, :] - placed[None, :, :], axis=-1)
+
         for _ in range(self.max_attempts):
-            pos = np.zeros((n, 3))
-            ok = True
-            for i in range(1, n):
-                placed = False
-                # batch of trial points, first acceptable one wins
-                for _batch in range(20):
-                    trial = rng.normal(size=(64, 3))
-                    trial *= (radius * rng.random(64) ** (1 / 3)
-                              / np.linalg.norm(trial, axis=1))[:, None]
-                    d = np.linalg.norm(trial[:, None, :] - pos[None, :i, :], axis=-1)
-                    good = np.all(d >= self.min_distance * bonds[i, :i], axis=1)
-                    if self.connected:
-                        good &= np.any(d <= self.max_distance * bonds[i, :i], axis=1)
-                    hit = np.flatnonzero(good)
-                    if len(hit):
-                        pos[i] = trial[hit[0]]
-                        placed = True
-                        break
-                if not placed:
-                    ok = False
-                    break
-            if ok:
+            pos = _place_one_by_one(n, rng, in_sphere, distances, self.min_distance * bonds,
+                                    self.max_distance * bonds if self.connected else None,
+                                    first_at_origin=True)
+            if pos is not None:
                 atoms = Atoms(numbers=numbers, positions=pos - pos.mean(axis=0))
                 return tag(atoms, self.name)
         raise RuntimeError(f"could not place {n} atoms with min_distance={self.min_distance} "
@@ -185,27 +205,11 @@ class RandomCrystals:
         n = len(self.numbers)
         for _ in range(self.max_attempts // 20 + 1):
             cell = self.cell if self.cell is not None else self._random_cell(rng)
-            pos = np.zeros((n, 3))
-            ok = True
-            for i in range(n):
-                placed = False
-                for _try in range(20):
-                    trial = rng.random((16, 3)) @ cell
-                    if i == 0:
-                        pos[0] = trial[0]
-                        placed = True
-                        break
-                    _, d = get_distances(trial, pos[:i], cell=cell, pbc=True)
-                    good = np.flatnonzero(np.all(d >= self.min_distance * self._bonds[i, :i],
-                                                 axis=1))
-                    if len(good):
-                        pos[i] = trial[good[0]]
-                        placed = True
-                        break
-                if not placed:
-                    ok = False
-                    break
-            if ok:
+            pos = _place_one_by_one(
+                n, rng, lambda rng: rng.random((16, 3)) @ cell,
+                lambda trial, placed: get_distances(trial, placed, cell=cell, pbc=True)[1],
+                self.min_distance * self._bonds)
+            if pos is not None:
                 return tag(Atoms(numbers=self.numbers, positions=pos, cell=cell, pbc=True),
                            self.name)
         raise RuntimeError(f"could not place {n} atoms at min_distance={self.min_distance}; "
