@@ -113,7 +113,8 @@ def test_finite_difference_gradient_of_smooth_tad():
 def test_periodic_needs_l_bound_and_matches_supercell():
     atoms = bulk("Cu", "fcc", a=3.8)
     with pytest.raises(ValueError, match="third radius"):
-        TAD().compute(atoms)
+        TAD(shells=(3.49, 6.3)).compute(atoms)
+    assert TAD().shells == (3.49, 6.3, 15.0)  # the default L shell is bounded (MeGen's code)
     tad = TAD(shells=(3.49, 6.3, 9.0))
     one = tad.compute(atoms)
     sup = tad.compute(atoms.repeat((2, 2, 2)))

@@ -6,9 +6,11 @@ numbers, the counts of its neighbours in three distance shells,
 
 * J shell: closer than ``r_J`` = 3.49 Å,
 * K shell: between ``r_J`` and ``r_K`` = 6.3 Å,
-* L shell: beyond ``r_K`` (every other atom of a cluster; with a third radius ``r_L``, e.g.
-  ``shells=(3.49, 6.3, 15.0)`` as in MeGen's published code, only up to ``r_L`` — which periodic
-  systems require, since an infinite crystal has infinitely many atoms beyond 6.3 Å).
+* L shell: between ``r_K`` and ``r_L`` = 15 Å. The DART paper describes the L shell as every
+  atom beyond 6.3 Å; MeGen's published code, which is what the MeGen reward was trained with,
+  bounds it at 15 Å, and so does the default here (``shells=(3.49, 6.3, 15.0)``). For clusters
+  smaller than 15 Å across (Ga up to ~100 atoms) the two agree; the bound is also what periodic
+  systems require. ``shells=(3.49, 6.3)`` gives the unbounded L shell.
 
 ``width=0`` gives the paper's integer counts. ``width>0`` (Å) replaces every step by a logistic
 switch ``σ((r − d) / width)`` so that the counts, and any energy built on them, are smooth
@@ -28,8 +30,9 @@ from ase import Atoms
 
 from ase_mlgen.utils.validate import check_atoms
 
-#: the paper's shell radii in Å (J/K boundary, K/L boundary)
-DEFAULT_SHELLS = (3.49, 6.3)
+#: shell radii in Å: J/K boundary and K/L boundary (DART paper), outer bound of the L shell
+#: (MeGen's published code)
+DEFAULT_SHELLS = (3.49, 6.3, 15.0)
 
 
 def _check_shells(shells: Sequence[float], width: float) -> tuple[float, ...]:
@@ -177,7 +180,7 @@ class TAD:
     Parameters
     ----------
     shells:
-        ``(r_J, r_K)`` or ``(r_J, r_K, r_L)`` in Å; the paper's ``(3.49, 6.3)`` by default. The
+        ``(r_J, r_K)`` or ``(r_J, r_K, r_L)`` in Å; ``(3.49, 6.3, 15.0)`` by default. The
         third radius bounds the L shell and is required for periodic structures.
     width:
         0 for the paper's integer counts; > 0 (Å) for a smooth logistic switch of that width, so
