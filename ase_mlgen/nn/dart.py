@@ -145,7 +145,12 @@ class DARTNet(nn.Module):
         return {"tad": tad, "J": j, "K": k, "L": l_}
 
     def _embed(self, tad: torch.Tensor):
+        """``Y_f`` and the neighbour embeddings of the J, K, L shells, the latter already divided
+        by their shell scales (see :meth:`forward_features`)."""
         x = tad / self.tad_scale
+        s = self.tad_scale
+        mlps = (self.mlp_f, self.mlp_j, self.mlp_k, self.mlp_l)
+        scales = (None, s[0], s[1], s[2])
         if self.tad.width == 0 and not x.requires_grad:
             # integer TAD: many atoms share a TAD; run the four MLPs on the distinct rows only
             flat = tad.reshape(-1, 3).round().long()
@@ -154,10 +159,32 @@ class DARTNet(nn.Module):
             if len(uniq) < 0.5 * len(key):
                 rows = torch.stack([uniq // (4096 * 4096), (uniq // 4096) % 4096, uniq % 4096],
                                    dim=-1).to(x.dtype) / self.tad_scale
-                outs = [m(rows)[inverse].reshape(*tad.shape[:-1], -1)
-                        for m in (self.mlp_f, self.mlp_j, self.mlp_k, self.mlp_l)]
+                outs = []
+                for m, sc in zip(mlps, scales):
+                    y = m(rows)
+                    if sc is not None:
+                        y = y / sc
+                    outs.append(y[inverse].reshape(*tad.shape[:-1], -1))
                 return outs
-        return [m(x) for m in (self.mlp_f, self.mlp_j, self.mlp_k, self.mlp_l)]
+        return [m(x) if sc is None else m(x) / sc for m, sc in zip(mlps, scales)]
+
+    def _interaction_inference(self, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """The interaction block without autograd: chunks of atoms that stay in cache and
+        in-place activations (the same numbers as ``self.interaction(y)``)."""
+        layers = list(self.interaction)
+        out = y.new_empty(len(y))
+        for start in range(0, len(y), chunk):
+            h = y[start:start + chunk]
+            for layer in layers:
+                if isinstance(layer, nn.Linear):
+                    h = torch.nn.functional.linear(h, layer.weight, layer.bias)
+                elif isinstance(layer, (nn.CELU, nn.ReLU, nn.SiLU)):
+                    h = layer.__class__(inplace=True)(h) if not isinstance(layer, nn.CELU) \
+                        else torch.nn.functional.celu_(h, layer.alpha)
+                else:
+                    h = layer(h)
+            out[start:start + chunk] = h.squeeze(-1)
+        return out
 
     def forward_features(self, features: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-atom energies ``(B, N)`` in eV (padded atoms 0) from :meth:`featurize` output."""
@@ -169,18 +196,22 @@ class DARTNet(nn.Module):
         y_f, y_j, y_k, y_l = self._embed(tad)
         # shell sums, each divided by the training set's mean count of its shell (a constant
         # factor, i.e. a reparametrisation of the interaction block's first layer, that keeps the
-        # sums of up to ~70 embeddings at the scale of Y_f at initialisation)
-        s = self.tad_scale
-        y = (y_f + torch.bmm(features["J"].to(dtype), y_j) / s[0]
-             + torch.bmm(features["K"].to(dtype), y_k) / s[1]
-             + torch.bmm(features["L"].to(dtype), y_l) / s[2])
+        # sums of up to ~70 embeddings at the scale of Y_f at initialisation; folded into the
+        # embeddings by _embed)
+        y = torch.baddbmm(y_f, features["J"].to(dtype), y_j)
+        y = torch.baddbmm(y, features["K"].to(dtype), y_k)
+        y = torch.baddbmm(y, features["L"].to(dtype), y_l)
+        interaction = (self.interaction if torch.is_grad_enabled()
+                       else self._interaction_inference)
+        ref, scale = self.energy_reference.to(y.dtype), self.energy_scale.to(y.dtype)
         if mask is None:
-            return self.energy_reference + self.energy_scale * self.interaction(y).squeeze(-1)
+            out = interaction(y.reshape(-1, y.shape[-1])).reshape(y.shape[:-1])
+            return ref + scale * out
         # the interaction block only on real atoms (padding would cost as much as atoms)
         mask = mask.to(device=y.device, dtype=torch.bool)
-        out = self.interaction(y[mask]).squeeze(-1)
+        out = interaction(y[mask]).reshape(-1)
         e = y.new_zeros(mask.shape)
-        e[mask] = self.energy_reference.to(y.dtype) + self.energy_scale.to(y.dtype) * out
+        e[mask] = ref + scale * out
         return e
 
     def forward(self, positions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
