@@ -295,14 +295,66 @@ def test_every_method_counts_the_same_way(method, tmp_path):
     from ase_mlgen.search.runner import run_search
 
     db = str(tmp_path / "out.db")
-    report = run_search(method, "LJ5", "lj", budget=3, seed=0, db=db)
+    SelfCountingLJ.evaluations = 0
+    report = run_search(method, "LJ5", SelfCountingLJ(), budget=3, seed=0, db=db)
     assert report["relaxations"] == 3
-    assert report["calls"] > 3 and report["seconds"] > report["calculator_seconds"] > 0
+    # the wrapper's calls are the wrapped calculator's own evaluations, MD steps included (mh)
+    assert report["calls"] == SelfCountingLJ.evaluations > 3
+    assert report["seconds"] > report["calculator_seconds"] > 0
     assert report["best_energy"] == pytest.approx(report["history"][-1]["energy"])
     assert report["best_energy"] <= -8.9                          # LJ5 minimum -9.103852
     rows = list(connect(db).select(relaxed=1, search=method))
     assert len(rows) == 3 and sum(r.duplicate_of == 0 for r in rows) == report["n_minima"]
     assert rows[-1].total_calls == report["calls"]
+    assert sum(r.calls for r in rows) <= report["calls"]          # mh: MD calls between rows
+    if method != "mh":                                            # one FIRE run per row:
+        assert all(r.calls == r.opt_steps + 1 for r in rows)      # FIRE's steps + 1
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(k):
+    def observer(recorder, record):
+        if recorder.relaxations == k:
+            raise _Interrupt(f"stopped after {k} relaxations")
+    return observer
+
+
+@pytest.mark.parametrize("method", ["random", "bh", "ga"])
+def test_interrupted_run_resumes_from_db(method, tmp_path):
+    if method == "ga":
+        pytest.importorskip("ase_ga", reason="the GA needs ase-ga (extra 'ga')")
+    from ase_mlgen.search.runner import run_search
+
+    budget, k = 9, 4
+    full = run_search(method, "LJ7", "lj", budget=budget, seed=3, db=str(tmp_path / "ref.db"))
+    db = str(tmp_path / "run.db")
+    with pytest.raises(_Interrupt):
+        run_search(method, "LJ7", "lj", budget=budget, seed=3, db=db,
+                   observers=[_interrupt_after(k)])
+    assert len(list(connect(db).select(relaxed=1))) == k
+    resumed = run_search(method, "LJ7", "lj", budget=budget, seed=3, db=db)
+    assert resumed["relaxations"] == budget
+    rows = list(connect(db).select(relaxed=1, sort="step"))
+    assert [r.step for r in rows] == list(range(budget))           # none lost, none repeated
+    assert [r.total_calls for r in rows] == list(np.cumsum([r.calls for r in rows]))
+    assert resumed["calls"] == rows[-1].total_calls
+    if method == "ga":                                             # GA state next to our db
+        assert (tmp_path / "run.ga-3.db").exists()
+        assert len({r.data["ga_confid"] for r in rows}) == budget
+        return
+    # random and bh continue exactly: the same relaxations as an uninterrupted run
+    ref = list(connect(tmp_path / "ref.db").select(relaxed=1, sort="step"))
+    assert np.allclose([r.energy for r in rows], [r.energy for r in ref])
+    assert [r.calls for r in rows] == [r.calls for r in ref]
+    assert resumed["calls"] == full["calls"]
+    assert resumed["best_energy"] == pytest.approx(full["best_energy"])
+    assert [(h["relaxations"], h["calls"]) for h in resumed["history"]] == \
+        [(h["relaxations"], h["calls"]) for h in full["history"]]
+    assert [h["energy"] for h in resumed["history"]] == \
+        pytest.approx([h["energy"] for h in full["history"]])
 
 
 def test_cli_search_and_compare(tmp_path, capsys):

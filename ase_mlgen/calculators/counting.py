@@ -20,7 +20,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
+
+
+def _same(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
+    if a.shape != b.shape:
+        return False
+    if np.array_equal(a, b):
+        return True
+    return bool(np.abs(np.asarray(a, float) - np.asarray(b, float)).max() <= tol)
 
 
 @dataclass
@@ -72,6 +81,27 @@ class CountingCalculator(Calculator):
         inner = self.calc.todict() if hasattr(self.calc, "todict") else {}
         return {"wrapped": getattr(self.calc, "name", type(self.calc).__name__), **inner}
 
+    def check_state(self, atoms, tol=1e-15):
+        """Same answer as :func:`ase.calculators.calculator.compare_atoms` (absolute tolerance
+        ``tol``), without its per-array ``allclose`` calls: optimisers ask several times per step,
+        and on a cheap potential that comparison cost more than the potential itself."""
+        old = self.atoms
+        if old is None:
+            return all_changes[:]
+        excluded = set(self.ignored_changes)
+        changes = []
+        if "cell" not in excluded and not _same(old.cell.array, atoms.cell.array, tol):
+            changes.append("cell")
+        if "pbc" not in excluded and not np.array_equal(old.pbc, atoms.pbc):
+            changes.append("pbc")
+        checked = set(all_changes) - excluded - {"cell", "pbc"}
+        arrays1, arrays2 = old.arrays, atoms.arrays
+        changes += sorted(checked & (set(arrays1) ^ set(arrays2)))
+        for name in checked & set(arrays1) & set(arrays2):
+            if not _same(arrays1[name], arrays2[name], tol):
+                changes.append(name)
+        return changes
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         wanted = set(properties)
@@ -84,7 +114,8 @@ class CountingCalculator(Calculator):
             if isinstance(self.calc, Calculator):
                 # the wrapper already decided that this geometry is new: skip the inner
                 # calculator's own state comparison (as Calculator.get_property would call it)
-                self.calc.calculate(self.atoms.copy(), sorted(wanted), system_changes)
+                # (self.atoms is already the wrapper's private copy, never modified in place)
+                self.calc.calculate(self.atoms, sorted(wanted), system_changes)
             else:
                 for prop in sorted(wanted, key=lambda p: (p != "forces", p)):
                     self.calc.get_property(prop, self.atoms)

@@ -19,13 +19,67 @@ from ase.optimize.minimahopping import MinimaHopping
 from ase_mlgen.generators.base import option
 
 
-class RecordedBasinHopping(BasinHopping):
-    """``BasinHopping`` that reports each local relaxation to a recorder."""
+def _rng_state() -> dict:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"rng_keys": keys.copy(), "rng_pos": int(pos), "rng_has_gauss": int(has_gauss),
+            "rng_gauss": float(gauss)}
 
-    def __init__(self, atoms, recorder, steps_per_relaxation: int = 2000, **kwargs):
+
+def _set_rng_state(state: dict) -> None:
+    np.random.set_state(("MT19937", np.asarray(state["rng_keys"], dtype=np.uint32),
+                         int(state["rng_pos"]), int(state["rng_has_gauss"]),
+                         float(state["rng_gauss"])))
+
+
+class RecordedBasinHopping(BasinHopping):
+    """``BasinHopping`` that reports each local relaxation to a recorder and can resume.
+
+    The algorithm is ASE's (moves of every coordinate uniform in ``[-dr, dr]`` from the last
+    accepted, unrelaxed positions; centre of mass kept; Metropolis test at ``temperature``); only
+    two things are added. Each relaxation is capped at ``steps_per_relaxation`` optimiser steps
+    like every other method, and its row in the database carries the walk's state (last accepted
+    positions and energy, this step's positions, best so far, the numpy random state after the
+    move). ``resume=`` that state continues the walk exactly where it stopped: the Metropolis
+    test of the stored step is made with the stored random state, so an interrupted and resumed
+    run relaxes the same structures as an uninterrupted one.
+    """
+
+    def __init__(self, atoms, recorder, steps_per_relaxation: int = 2000,
+                 resume: dict | None = None, **kwargs):
         self.recorder = recorder
         self.steps_per_relaxation = steps_per_relaxation
+        self._resume = resume
+        self._ro = None          # last accepted (unrelaxed) positions and energy, during run
+        self._Eo = None
         super().__init__(atoms, **kwargs)
+
+    def initialize(self):
+        state = self._resume
+        if state is None:
+            super().initialize()
+            return
+        _set_rng_state(state)
+        self.optimizable.set_x(np.asarray(state["bh_relaxed"]).ravel())
+        self.energy = float(state["bh_En"])
+        self.positions = np.array(state["bh_rn"])
+        self.Emin = float(state["bh_Emin"])
+        self.rmin = np.array(state["bh_rmin"])
+        if state["bh_start"]:
+            self.Emin = self.energy
+            self.rmin = self.positions.copy()
+            self._resume = None
+
+    def _state(self) -> dict:
+        relaxed = self.optimizable.get_x().reshape(-1, 3).copy()
+        start = self._ro is None
+        state = {"bh_start": start, "bh_En": float(self.energy), "bh_relaxed": relaxed,
+                 "bh_rn": relaxed if start else self.positions.copy(),
+                 "bh_Emin": float(self.energy if start else self.Emin),
+                 "bh_rmin": relaxed if start else np.asarray(self.rmin).copy()}
+        if not start:
+            state.update(bh_ro=np.asarray(self._ro).copy(), bh_Eo=float(self._Eo))
+        state.update(_rng_state())
+        return state
 
     def get_energy(self, positions):
         if np.any(self.positions != positions):
@@ -34,23 +88,56 @@ class RecordedBasinHopping(BasinHopping):
             with self.optimizer(self.optimizable, logfile=self.optimizer_logfile) as opt:
                 opt.run(fmax=self.fmax, steps=self.steps_per_relaxation)
             self.energy = self.optimizable.get_value()
-            atoms = self._atoms()
-            self.recorder.record(atoms, self.energy, generator="bh", opt_steps=opt.nsteps)
+            self.recorder.record(self._atoms(), self.energy, generator="bh",
+                                 opt_steps=opt.nsteps, state=self._state())
         return self.energy
+
+    def run(self, steps):
+        """ASE's ``BasinHopping.run`` loop, entered at the stored step when resuming."""
+        state, self._resume = self._resume, None
+        pending = None
+        if state is None:
+            ro = self.positions
+            Eo = self.get_energy(ro)
+        else:
+            ro, Eo = np.array(state["bh_ro"]), float(state["bh_Eo"])
+            pending = (self.positions.copy(), self.energy)
+        for step in range(steps):
+            self._ro, self._Eo = ro, Eo
+            if pending is not None:
+                (rn, En), pending = pending, None
+            else:
+                En = None
+                while En is None:
+                    rn = self.move(ro)
+                    En = self.get_energy(rn)
+            if En < self.Emin:
+                self.Emin = En
+                self.rmin = self.optimizable.get_x().reshape(-1, 3)
+                self.call_observers()
+            self.log(step, En, self.Emin)
+            accept = np.exp((Eo - En) / self.kT) > np.random.uniform()
+            if accept:
+                ro = rn.copy()
+                Eo = En
 
 
 def run_basin_hopping(problem) -> None:
-    """The ``bh`` method: ASE BasinHopping from a compact random start."""
+    """The ``bh`` method: ASE BasinHopping from a compact random start; with a database it
+    resumes the stored walk."""
     info = problem.template.info
     temperature = option(problem.options, "temperature", info.get("bh_temperature", 0.1), float)
     dr = option(problem.options, "dr", info.get("bh_dr", 0.4), float)
     atoms = problem.start_structure()
+    state = problem.recorder.resume_state
+    if state is not None and "bh_rn" not in state:
+        state = None             # rows of another version: continue the count with a new walk
     np.random.seed(problem.seed)   # ASE BasinHopping draws moves from the global numpy state
     bh = RecordedBasinHopping(atoms, problem.recorder, temperature=temperature, dr=dr,
                               optimizer=problem.optimizer, fmax=problem.fmax, logfile=None,
                               trajectory=None, optimizer_logfile=None,
                               local_minima_trajectory=None,
-                              steps_per_relaxation=problem.steps_per_relaxation)
+                              steps_per_relaxation=problem.steps_per_relaxation, resume=state)
     with bh:
         bh.run(problem.budget)     # the recorder raises BudgetExhausted at the budget
 
@@ -58,13 +145,22 @@ def run_basin_hopping(problem) -> None:
 class RecordedMinimaHopping(MinimaHopping):
     """``MinimaHopping`` that reports each local relaxation to a recorder."""
 
-    def __init__(self, atoms, recorder, **kwargs):
+    def __init__(self, atoms, recorder, steps_per_relaxation: int = 2000, **kwargs):
         self.recorder = recorder
+        self.steps_per_relaxation = steps_per_relaxation
         super().__init__(atoms, **kwargs)
 
     def _optimize(self):
-        super()._optimize()
-        self.recorder.record(self._atoms, self._atoms.get_potential_energy(), generator="mh")
+        """MinimaHopping's relaxation without its per-step ``qn*.traj``/``qn*.log`` files (read
+        only by its own file-based resume, which is not used here; writing them cost more than a
+        cheap potential), capped at ``steps_per_relaxation`` like every method."""
+        self._atoms.set_momenta(np.zeros(self._atoms.get_momenta().shape))
+        with self._optimizer(self._atoms, logfile=None) as opt:
+            self._log("msg", "Optimization: qn%05i" % self._counter)
+            opt.run(fmax=self._fmax, steps=self.steps_per_relaxation)
+            self._log("ene")
+        self.recorder.record(self._atoms, self._atoms.get_potential_energy(), generator="mh",
+                             opt_steps=opt.nsteps)
 
 
 def run_minima_hopping(problem) -> None:
@@ -87,7 +183,9 @@ def run_minima_hopping(problem) -> None:
     with tempfile.TemporaryDirectory(prefix="ase_mlgen_mh_") as scratch:
         os.chdir(scratch)
         try:
-            hop = RecordedMinimaHopping(atoms, problem.recorder, **kwargs)
+            hop = RecordedMinimaHopping(atoms, problem.recorder,
+                                        steps_per_relaxation=problem.steps_per_relaxation,
+                                        **kwargs)
             hop(totalsteps=problem.budget + 1)
         finally:
             os.chdir(cwd)

@@ -3,11 +3,26 @@
 Vilhelmsen & Hammer, J. Chem. Phys. 141, 044711 (2014), as in ASE's GA tutorial: a random start
 population from ``StartGenerator``, cut-and-splice pairing, mirror / rattle (/ permutation for
 alloys) mutations, and a ``Population`` with the interatomic-distance comparator. The GA keeps its
-own state in an ``ase_ga`` database (option ``ga_db``; a scratch file by default); every
-relaxation is also reported to the run's recorder like every other method.
+own state in an ``ase_ga`` database; every relaxation is also reported to the run's recorder
+like every other method.
 
-Options: ``population_size`` (10), ``mutation_probability`` (0.3), ``rattle_strength``
-(0.3 × bond length), ``ga_db``.
+Where the GA database lives: option ``ga_db``; else, when the run has a database ``out.db``,
+``out.ga-<seed>.db`` next to it; else a scratch file. A run restarted on the same databases
+continues: candidates made but not relaxed are relaxed first, the population is rebuilt from the
+relaxed ones, and the random stream is reseeded with ``(seed, relaxations done)`` so the restart
+does not replay the operators of the first session. Each relaxation is written to the GA database
+before the run's database, so the only window in which an interruption can lose it is between the
+two writes; the restart then takes it from the GA database without relaxing it again.
+
+Options and defaults:
+
+* ``population_size`` — 10 (ASE's GA tutorial and Vilhelmsen & Hammer use 10-20; smaller budgets
+  get ``budget // 3`` so that breeding starts before the budget is spent);
+* ``mutation_probability`` — 0.3 (the tutorial's value: most children come from cut-and-splice,
+  which carries whole motifs between parents, the rest are mutated);
+* ``rattle_strength`` — 0.3 × the bond length (moves atoms by a fraction of a bond, enough to
+  leave a basin without destroying the cluster);
+* ``ga_db`` — see above.
 """
 from __future__ import annotations
 
@@ -26,6 +41,19 @@ def _import_ase_ga():
     except ImportError as exc:
         raise ImportError("the 'ga' method needs the package ase-ga: "
                           "pip install 'ase_mlgen[ga]'") from exc
+
+
+def _catch_up(da, recorder) -> None:
+    """Record relaxations that reached the GA database but not the run's (interrupted between
+    the two writes), without relaxing them again."""
+    if recorder.storage is None:
+        return
+    recorded = {int(row.data["ga_confid"]) for row in recorder.storage.minima_rows()
+                if row.data and "ga_confid" in row.data}
+    for a in sorted(da.get_all_relaxed_candidates(), key=lambda a: a.info["confid"]):
+        if a.info["confid"] not in recorded:
+            recorder.record(a, a.get_potential_energy(), generator="ga",
+                            state={"ga_confid": int(a.info["confid"])}, raise_at_budget=False)
 
 
 def run_genetic_algorithm(problem) -> None:
@@ -62,6 +90,10 @@ def run_genetic_algorithm(problem) -> None:
     recorder = problem.recorder
     scratch = None
     db_file = option(problem.options, "ga_db", None, str)
+    run_db = getattr(recorder.storage, "path", None)
+    if db_file is None and run_db is not None:
+        stem, _ = os.path.splitext(run_db)
+        db_file = f"{stem}.ga-{problem.seed}.db"
     if db_file is None:
         scratch = tempfile.TemporaryDirectory(prefix="ase_mlgen_ga_")
         db_file = os.path.join(scratch.name, "ga.db")
@@ -74,6 +106,9 @@ def run_genetic_algorithm(problem) -> None:
             for _ in range(pop_size):
                 prep.add_unrelaxed_candidate(start.get_new_candidate())
         da = DataConnection(db_file)
+        if not fresh:
+            _catch_up(da, recorder)
+            rng = np.random.RandomState([problem.seed, recorder.relaxations])
 
         def relax_and_add(a):
             a.calc = problem.calc
@@ -83,7 +118,8 @@ def run_genetic_algorithm(problem) -> None:
             done = frozen(a, energy)
             done.info = a.info
             da.add_relaxed_step(done)
-            recorder.record(a, energy, generator="ga", opt_steps=opt_steps)
+            recorder.record(a, energy, generator="ga", opt_steps=opt_steps,
+                            state={"ga_confid": int(a.info["confid"])})
 
         while da.get_number_of_unrelaxed_candidates() > 0:
             relax_and_add(da.get_an_unrelaxed_candidate())

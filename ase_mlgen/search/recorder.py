@@ -87,6 +87,10 @@ class SearchRecorder:
         self._counter_seconds = self.counter.seconds
         self._last_calls = self.calls
         self._start = time.perf_counter()
+        #: ``state`` stored with the last restored relaxation (a baseline resumes from it)
+        self.resume_state: dict | None = None
+        #: functions ``f(recorder, record)`` called after each relaxation is stored
+        self.observers: list = []
         if self.storage is not None:
             self._restore()
 
@@ -125,8 +129,13 @@ class SearchRecorder:
     # -- recording -------------------------------------------------------------------------
     def record(self, atoms: Atoms, energy: float, generator: str | None = None,
                candidate: Atoms | None = None, candidate_id: int | None = None,
-               opt_steps: int | None = None, raise_at_budget: bool = True) -> Record:
-        """Register one finished relaxation ending at ``atoms`` with ``energy``."""
+               opt_steps: int | None = None, raise_at_budget: bool = True,
+               state: dict | None = None) -> Record:
+        """Register one finished relaxation ending at ``atoms`` with ``energy``.
+
+        ``state`` (arrays and scalars) is stored in the row's ``data``: what a method needs to
+        continue after this relaxation when restarted from the database
+        (:attr:`resume_state`)."""
         step = self.relaxations
         energy = float(energy)
         index, new = self.minima.match_or_add(atoms, energy)
@@ -154,13 +163,15 @@ class SearchRecorder:
             if candidate_id is not None:
                 costs["candidate_id"] = int(candidate_id)
             row_id = self.storage.write_minimum(atoms, energy, step, generator, duplicate_of,
-                                                index, **costs)
+                                                index, data=state, **costs)
             if new:
                 self._minimum_rows.append(row_id)
         elif new:
             self._minimum_rows.append(-1)
         record = Record(step=step, energy=energy, minimum=index, new=new, best=best,
                         row_id=row_id)
+        for observer in self.observers:
+            observer(self, record)
         if raise_at_budget:
             self.check_budget()
         return record
@@ -187,6 +198,7 @@ class SearchRecorder:
             self._seconds0 = float(last.total_seconds)
             self._calc_seconds0 = float(last.get("total_calc_seconds", 0.0))
             self._last_calls = self.calls
+            self.resume_state = dict(last.data) if last.data else None
 
     def summary(self) -> dict:
         """Totals for the JSON report of ``ase-mlgen search``."""

@@ -70,12 +70,17 @@ def run_search(method: str, system: str | System, calc, budget: int = 200, seed:
                db=None, options: dict | None = None, fmax: float = 0.05,
                steps_per_relaxation: int = 2000, target_energy: float | None = None,
                stop_at_target: bool = False, energy_tol: float = 0.01,
-               logfile=None) -> dict:
+               logfile=None, observers=()) -> dict:
     """Run ``method`` on ``system`` for ``budget`` relaxations; return the JSON-ready report.
 
     ``calc`` is a spec (``"lj"``, ``"gap:PATH"``, …), a calculator or a factory. The report has
     ``best_energy``, ``n_minima``, ``relaxations``, ``calls``, ``seconds``,
     ``calculator_seconds``, ``overhead_fraction``, ``history`` and the settings.
+    ``observers``: functions ``f(recorder, record)`` called after each relaxation is stored.
+
+    With ``db``, a run with the same method and seed already in the database is continued to
+    ``budget`` relaxations in total: ``random`` and every generator method, ``bh`` and ``ga``
+    continue their walk/population; ``mh`` continues the count from a fresh MinimaHopping walk.
     """
     from ase_mlgen.calculators.specs import calculator_from_spec
 
@@ -105,6 +110,7 @@ def run_search(method: str, system: str | System, calc, budget: int = 200, seed:
                                  batch_size=int(options.get("batch_size", 1)),
                                  energy_tol=energy_tol, target_energy=target_energy)
         recorder = search.recorder
+        recorder.observers.extend(observers)
         while recorder.relaxations < budget and not (stop_at_target and recorder.reached):
             search.step()
             search.nsteps += 1
@@ -113,6 +119,7 @@ def run_search(method: str, system: str | System, calc, budget: int = 200, seed:
         recorder = SearchRecorder(method, seed, counting.counter, db=db, budget=budget,
                                   target_energy=target_energy, stop_at_target=stop_at_target,
                                   energy_tol=energy_tol)
+        recorder.observers.extend(observers)
         problem = SearchProblem(system, counting, recorder, int(seed), int(budget), options,
                                 fmax=fmax, steps_per_relaxation=steps_per_relaxation)
         if not recorder.exhausted:

@@ -25,6 +25,7 @@ are then ``ase db out.db search=random,relaxed=1,duplicate_of=0 -s energy``.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -78,6 +79,10 @@ class SearchStorage:
         from ase_mlgen.utils.database import connect_db
 
         self.connection = connect_db(db)
+        #: file name of a file database (``None`` for URLs and open connections)
+        self.path = None
+        if isinstance(db, (str, os.PathLike)) and "://" not in os.fspath(db):
+            self.path = os.fspath(db)
         self.search = str(search)
         self.seed = int(seed)
 
@@ -99,14 +104,16 @@ class SearchStorage:
         return rows[-1].id if rows else None
 
     def write_minimum(self, atoms: Atoms, energy: float, step: int, generator: str,
-                      duplicate_of: int, minimum: int, **costs) -> int:
-        """Store a local minimum with its energy; ``duplicate_of`` is a row id or 0 (new)."""
+                      duplicate_of: int, minimum: int, data: dict | None = None,
+                      **costs) -> int:
+        """Store a local minimum with its energy; ``duplicate_of`` is a row id or 0 (new);
+        ``data``: the method's restart state (row data)."""
         kv = info_key_values(atoms.info)
         kv.update(self.selection, step=int(step), relaxed=1, duplicate_of=int(duplicate_of),
                   minimum=int(minimum), generator=str(generator))
         for key, value in costs.items():
             kv[key] = value.item() if isinstance(value, np.generic) else value
-        return self.connection.write(frozen(atoms, energy), key_value_pairs=kv)
+        return self.connection.write(frozen(atoms, energy), key_value_pairs=kv, data=data or {})
 
     def minima_rows(self) -> list:
         """Relaxed rows of this run, in step order."""
