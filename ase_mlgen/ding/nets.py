@@ -6,6 +6,13 @@ Layer sizes are those of the DING paper and its notebooks (github.com/devalab/DI
 softmax over the 11 count levels of each of the 89 elements; predictors 979 → 1024 → 1024 → 1024
 → 512 → 128 → 64 → 32 → 1 with dropout 0.7, 0.7, 0.5 after the 2nd, 3rd and 4th layer. ReLU
 throughout.
+
+Every linear layer starts as the paper's Keras layers do (Glorot-uniform weights, zero biases).
+PyTorch's own default (uniform ±1/√fan_in) shrinks the signal about √6-fold per ReLU layer, and
+through the eight layers between the encoder input and the decoder output the gradient reaching
+the encoder is then so small that the VAE learns only the marginal count distribution for many
+epochs: with it, 20 epochs reconstruct 0.2 % of the validation compositions exactly, with
+Glorot initialisation 49 % (``doc/ding.md``).
 """
 from __future__ import annotations
 
@@ -15,6 +22,17 @@ import torch
 from torch import nn
 
 from ase_mlgen.ding.composition import N_ELEMENTS, N_LEVELS, VECTOR_SIZE
+
+
+def glorot_init(module: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases for every :class:`~torch.nn.Linear` of
+    ``module`` (Keras' default, which the DING paper's models use); returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
 
 
 def _mlp(sizes: Sequence[int], dropout: Sequence[float] | None = None) -> nn.Sequential:
@@ -44,6 +62,7 @@ class CompositionVAE(nn.Module):
         dec = [latent_dim + self.n_cond, *decoder_layers]
         self.decoder = _mlp(dec)
         self.out = nn.Linear(dec[-1], VECTOR_SIZE)
+        glorot_init(self)
 
     def _cat(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         if self.n_cond == 0:
@@ -91,6 +110,7 @@ class PropertyPredictor(nn.Module):
         super().__init__()
         self.body = _mlp([VECTOR_SIZE, *layers], dropout)
         self.head = nn.Linear(layers[-1], 1)
+        glorot_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)).squeeze(-1)
