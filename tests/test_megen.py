@@ -223,3 +223,43 @@ def test_cli_train_megen_and_status(tmp_path, capsys):
                  "--threads", "1"]) == 0
     assert main(["status", str(run)]) == 0
     assert "done" in capsys.readouterr().out
+
+
+def test_placement_mask_keeps_sampled_directions_valid():
+    """With the placement windows as a mask, every sampled placement at a distance inside the
+    first window obeys the rules (an untrained policy would break them often)."""
+    import torch
+    from ase.cluster import Icosahedron
+
+    from ase_mlgen.generators.megen.env import PlacementRules
+    from ase_mlgen.generators.megen.policy import MeGenPolicy
+
+    rules = PlacementRules.ga()
+    canvas = Icosahedron("Ga", 2, latticeconstant=4.0)   # 13 atoms, bonds ~2.8 Å
+    canvases = [canvas] * 48
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    results = {}
+    probe = MeGenPolicy(species=["Ga"], bond_length=rules.bond_length, windows=rules.windows)
+    for masked in (False, True):
+        policy = MeGenPolicy(species=["Ga"], bond_length=rules.bond_length,
+                             windows=rules.windows if masked else None).eval()
+        with torch.no_grad():
+            g = policy.make_batch(canvases, [["Ga"]] * 48)
+            act = policy(g, generator=gen)
+        pos = canvas.positions
+        new = pos[act["focal"].numpy()] + act["distance"].numpy()[:, None] * \
+            act["direction"].numpy()
+        ok = rules.valid(new, np.repeat(pos[None], 48, 0), np.ones((48, len(pos)), bool))
+        d = act["distance"].numpy()
+        # samples for which some grid direction obeys the rules (none does at the centre atom)
+        with torch.no_grad():
+            m = probe.placement_mask(g, act["focal"], act["distance"], fallback=False)
+        reachable = m.any(-1).numpy()
+        inside = reachable
+        assert inside.sum() >= 10 and d.std() > 0
+        results[masked] = ok[inside].mean()
+        assert np.isfinite(act["log_prob"].numpy()).all()
+        assert np.isfinite(act["entropy"].numpy()).all()
+    assert results[True] == 1.0
+    assert results[False] < 0.9

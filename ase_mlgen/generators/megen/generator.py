@@ -122,7 +122,7 @@ class MeGen:
             policy, self.rules = loaded.policy, loaded.rules
         if policy is None:
             kw = {"species": [element], "bond_length": self.rules.bond_length, "focal": focal,
-                  **(policy_kwargs or {})}
+                  "windows": [list(w) for w in self.rules.windows], **(policy_kwargs or {})}
             if random_state is not None:
                 torch.manual_seed(random_state)
             policy = MeGenPolicy(**kw)

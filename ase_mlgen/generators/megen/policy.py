@@ -131,19 +131,31 @@ class MeGenPolicy(nn.Module):
         Size ``G`` of the spherical grid on which directions are sampled.
     focal:
         ``"random"`` (paper) or ``"learned"``.
+    windows:
+        Placement windows ``((lo, hi), …)`` in Å of the first, second, … nearest canvas
+        neighbour of a new atom (:class:`~ase_mlgen.generators.megen.env.PlacementRules`). When
+        given, the direction distribution is restricted to the grid directions whose placement
+        obeys them at the chosen focal atom and distance (an action mask; exactly covariant,
+        since it is computed from the geometry). When no direction obeys them, the distribution is
+        left unmasked and the environment's penalty applies. ``None``: no mask (the paper's
+        setting, where the policy learns the rules from the penalty alone).
     """
 
     def __init__(self, species: Sequence[str] = ("Ga",), bond_length: float = 2.7,
                  cutoff: float = 5.0, lmax: int = 3, n_scalars: int = 32, n_vectors: int = 16,
                  n_layers: int = 2, n_radial: int = 10, n_mixtures: int = 4,
-                 n_directions: int = 2048, focal: str = "random", max_atoms: int = 64):
+                 n_directions: int = 2048, focal: str = "random", max_atoms: int = 64,
+                 windows: Sequence[Sequence[float]] | None = None):
         super().__init__()
         if focal not in ("random", "learned"):
             raise ValueError(f"focal must be 'random' or 'learned', got {focal!r}")
         self.config = dict(species=list(species), bond_length=bond_length, cutoff=cutoff,
                            lmax=lmax, n_scalars=n_scalars, n_vectors=n_vectors,
                            n_layers=n_layers, n_radial=n_radial, n_mixtures=n_mixtures,
-                           n_directions=n_directions, focal=focal, max_atoms=max_atoms)
+                           n_directions=n_directions, focal=focal, max_atoms=max_atoms,
+                           windows=None if windows is None
+                           else [[float(lo), float(hi)] for lo, hi in windows])
+        self.windows = self.config["windows"]
         self.species = list(species)
         self.index = {s: i for i, s in enumerate(self.species)}
         self.bond_length, self.cutoff, self.lmax = bond_length, cutoff, lmax
@@ -302,6 +314,34 @@ class MeGenPolicy(nn.Module):
             return coeffs @ sh.T
         return torch.einsum("bk,bgk->bg", coeffs, sh)
 
+    def placement_mask(self, g: GraphBatch, focal: torch.Tensor, distance: torch.Tensor,
+                       directions: torch.Tensor | None = None,
+                       fallback: bool = True) -> torch.Tensor | None:
+        """``[B, G]`` True where ``r_f + d·x̂`` obeys the placement windows (grid directions
+        when ``directions`` is None); with ``fallback``, rows without any such direction are all
+        True. ``None`` without windows."""
+        if not self.windows:
+            return None
+        nmax = int(g.counts.max())
+        local = torch.arange(len(g.batch), device=g.batch.device) - g.offsets[g.batch]
+        canvas = g.pos.new_zeros((g.n_graphs, nmax, 3))
+        present = torch.zeros((g.n_graphs, nmax), dtype=torch.bool, device=g.pos.device)
+        canvas[g.batch, local] = g.pos
+        present[g.batch, local] = True
+        x = self.grid if directions is None else directions
+        origin = g.pos[g.offsets + focal]
+        cand = origin[:, None, :] + distance.to(g.pos.dtype)[:, None, None] * x.to(g.pos.dtype)
+        d = torch.cdist(cand, canvas)                                   # [B, G, N]
+        d = d.masked_fill(~present[:, None, :], torch.inf)
+        k = min(len(self.windows), nmax)
+        nearest = torch.topk(d, k, dim=-1, largest=False).values         # ascending
+        ok = torch.ones(cand.shape[:2], dtype=torch.bool, device=cand.device)
+        for j in range(k):
+            lo, hi = self.windows[j]
+            applies = (g.counts > j)[:, None]
+            ok &= ~applies | ((nearest[..., j] >= lo) & (nearest[..., j] <= hi))
+        return ok | ~ok.any(-1, keepdim=True) if fallback else ok
+
     def log_density_offset(self) -> float:
         """Add to a grid log-probability to obtain a density per steradian."""
         return math.log(self.grid.shape[0] / (4 * math.pi))
@@ -346,13 +386,18 @@ class MeGenPolicy(nn.Module):
                     .sum(-1))
 
         coeffs = self.direction_coefficients(h_f, distance)
-        dlog = torch.log_softmax(self.direction_logits(coeffs), -1)
+        logits = self.direction_logits(coeffs)
+        allowed = self.placement_mask(g, focal, distance)
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, -torch.inf)
+        dlog = torch.log_softmax(logits, -1)
         if sample:
             dir_index = (dlog.argmax(-1) if greedy
                          else torch.multinomial(dlog.exp(), 1, generator=generator).squeeze(-1))
         dir_index = torch.as_tensor(dir_index, device=h.device).long()
         lp_dir = dlog.gather(1, dir_index[:, None]).squeeze(1)
-        ent_dir = -(dlog.exp() * dlog).sum(-1)
+        p_dir = dlog.exp()
+        ent_dir = -(p_dir * torch.where(p_dir > 0, dlog, torch.zeros_like(dlog))).sum(-1)
         return dict(focal=focal, distance=distance, dir_index=dir_index,
                     direction=self.grid[dir_index], log_prob=lp_focal + lp_dist + lp_dir,
                     log_prob_focal=lp_focal, log_prob_distance=lp_dist,

@@ -12,6 +12,12 @@ resumable): each iteration rolls out ``episodes`` growth episodes in parallel (a
 Episodes start from a seed drawn from the pool (the given relaxed seeds, plus — with
 ``grow_pool=True`` — the lowest-energy canvases grown so far, which lets a policy learn growth
 from a dimer up to ``max_atoms``) with a bag of ``bag_size`` atoms.
+
+``mask_invalid=True`` (default) gives the policy the placement windows as an action mask on the
+direction (:class:`~ase_mlgen.generators.megen.policy.MeGenPolicy`): the paper's penalty still
+applies when no direction at the sampled distance obeys the rules, but the policy no longer spends
+its training learning the rules themselves and can spend it on the energy. ``False`` is the
+paper's setting.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from ase_mlgen.generators.megen.policy import MeGenPolicy
 DEFAULTS = dict(iterations=40, episodes=64, ppo_epochs=4, minibatch=64, lr=3e-4, clip=0.2,
                 gamma=1.0, lam=0.95, entropy_coef=0.01, value_coef=0.5, max_grad_norm=0.5,
                 bag_size=1, grow_pool=True, pool_size=256, max_atoms=20, reward="delta",
-                seed=0, device="auto", threads=None)
+                seed=0, device="auto", threads=None, mask_invalid=True)
 
 
 def _calculator(config):
@@ -138,7 +144,9 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     rules = PlacementRules.fromdict(cfg["rules"]) if cfg.get("rules") else \
         PlacementRules.for_element(cfg.get("element", "Ga"))
     policy_kw = {"species": [cfg.get("element", "Ga")], "bond_length": rules.bond_length,
-                 "max_atoms": max(int(cfg["max_atoms"]), 8), **cfg.get("policy", {})}
+                 "max_atoms": max(int(cfg["max_atoms"]), 8),
+                 "windows": [list(w) for w in rules.windows] if cfg["mask_invalid"] else None,
+                 **cfg.get("policy", {})}
     policy = MeGenPolicy(**policy_kw).to(device)
     optimiser = torch.optim.Adam(policy.parameters(), lr=cfg["lr"])
     calculator = _calculator(cfg)
