@@ -17,6 +17,7 @@ from ase.optimize.basin import BasinHopping
 from ase.optimize.minimahopping import MinimaHopping
 
 from ase_mlgen.generators.base import option
+from ase_mlgen.systems import BH_DR_PER_BOND
 
 
 def _rng_state() -> dict:
@@ -127,7 +128,8 @@ def run_basin_hopping(problem) -> None:
     resumes the stored walk."""
     info = problem.template.info
     temperature = option(problem.options, "temperature", info.get("bh_temperature", 0.1), float)
-    dr = option(problem.options, "dr", info.get("bh_dr", 0.4), float)
+    dr = option(problem.options, "dr",
+                info.get("bh_dr", BH_DR_PER_BOND * info.get("bond_length", 2.5)), float)
     atoms = problem.start_structure()
     state = problem.recorder.resume_state
     if state is not None and "bh_rn" not in state:
@@ -142,13 +144,62 @@ def run_basin_hopping(problem) -> None:
         bh.run(problem.budget)     # the recorder raises BudgetExhausted at the budget
 
 
+class _SameMinimum:
+    """Stand-in for ASE's ``ComparePositions`` in MinimaHopping's two checks ("back at the last
+    minimum?", "a minimum seen before?"): 0 when the structures are the same minimum by the
+    search's own criterion (sorted-distance fingerprint, invariant to rotation, translation and
+    permutation; energies within ``energy_tol`` when both are known), infinity otherwise."""
+
+    def __init__(self, energy_tol: float):
+        from ase_mlgen.structures.similarity import make_fingerprint
+
+        self.energy_tol = energy_tol
+        self.fingerprint = make_fingerprint("distances")
+
+    def __call__(self, translate: bool = True):       # called like ComparePositions(...)
+        return self._compare
+
+    def _compare(self, a, b) -> float:
+        ea, eb = _known_energy(a), _known_energy(b)
+        if ea is not None and eb is not None and abs(ea - eb) > self.energy_tol:
+            return np.inf
+        fp = self.fingerprint
+        return 0.0 if fp.distance(fp.compute(a), fp.compute(b)) <= fp.tol else np.inf
+
+
+def _known_energy(atoms):
+    calc = atoms.calc
+    results = getattr(calc, "results", None) or {}
+    return float(results["energy"]) if "energy" in results else None
+
+
 class RecordedMinimaHopping(MinimaHopping):
-    """``MinimaHopping`` that reports each local relaxation to a recorder."""
+    """``MinimaHopping`` that reports each local relaxation to a recorder.
+
+    One change to ASE's algorithm: whether a relaxed structure is the last minimum or one seen
+    before is decided by the search's duplicate criterion, not by ASE's ``ComparePositions``
+    (largest atomic displacement after translation only). The MD escapes rotate the cluster, so
+    with ``ComparePositions`` every return to a known LJ19 minimum looked new (log: same energy
+    to 1e-4 ε, "max distance" 0.3 σ) and the temperature/``Ediff`` feedback, the heart of minima
+    hopping, never worked (the tuning run was stopped after 100+ relaxations without the global
+    minimum).
+    """
 
     def __init__(self, atoms, recorder, steps_per_relaxation: int = 2000, **kwargs):
         self.recorder = recorder
         self.steps_per_relaxation = steps_per_relaxation
+        self._same_minimum = _SameMinimum(recorder.minima.energy_tol)
         super().__init__(atoms, **kwargs)
+
+    def _check_results(self):
+        import ase.optimize.minimahopping as ase_mh
+
+        original = ase_mh.ComparePositions
+        ase_mh.ComparePositions = self._same_minimum
+        try:
+            super()._check_results()
+        finally:
+            ase_mh.ComparePositions = original
 
     def _optimize(self):
         """MinimaHopping's relaxation without its per-step ``qn*.traj``/``qn*.log`` files (read
