@@ -129,7 +129,8 @@ def c5h12o(args, report):
     runs = Path(args.workdir) / "c5h12o"
     t0 = time.perf_counter()
     params = {"epochs": args.epochs, "lr_generator": args.lr, "lr_critic": args.lr,
-              "max_neighbours": 12, "n_penalty": args.n_penalty, "device": "cpu"}
+              "max_neighbours": 12, "n_penalty": args.n_penalty, "device": "cpu",
+              "snapshot_every": args.snapshot_every, "snapshot_start": args.snapshot_start}
     jobs = []
     n_parallel = max(1, args.parallel)
     per_job = int(np.ceil(args.models / n_parallel))
@@ -148,26 +149,40 @@ def c5h12o(args, report):
             shutil.rmtree(run)
         jobs.append(train(images, "C5H12O", None, run_dir=run, n_models=n,
                           random_state=args.seed + member, variations=variations,
-                          background=True, resume=resume, threads=1, **params))
+                          background=True, resume=resume, threads=args.threads, **params))
         member += n
     models = []
     for job in jobs:
         res = job.result()
         models += res.models if isinstance(res, LoGANEnsemble) else [res]
     train_s = time.perf_counter() - t0
+    if args.resume:  # models may come from an earlier run: count their own training time
+        train_s = max(train_s, sum(m.fit_seconds or 0 for m in models) / n_parallel)
     ensemble = LoGANEnsemble(models)
+    use_snaps = args.snapshot_every > 0
     print(f"trained {len(models)} models in {train_s:.0f} s", flush=True)
 
     t0 = time.perf_counter()
     ensemble.models[0].generate(10_000, random_state=1)
     gen10k_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pool = ensemble.generate(args.per_model * len(models), random_state=args.seed)
+    pool = ensemble.generate(args.per_model * len(models), random_state=args.seed,
+                             snapshots=use_snaps)
     gen_s = time.perf_counter() - t0
     # raw quality of the generated structures before any relaxation
-    raw_valid = Counter(classify_c5h12o(a) for a in pool[:2000])
-    print(f"generated {len(pool)} in {gen_s:.2f} s; unrelaxed, already valid isomers in the "
-          f"first 2000: {sum(v for k, v in raw_valid.items() if k)}", flush=True)
+    t0 = time.perf_counter()
+    raw_names = [classify_c5h12o(a) for a in pool]
+    classify_s = time.perf_counter() - t0
+    raw_counts = Counter(n for n in raw_names if n)
+    per_member = {}
+    for a, n in zip(pool, raw_names):
+        key = f"model{a.info.get('model', 0)}"
+        per_member.setdefault(key, Counter())
+        if n:
+            per_member[key][n] += 1
+    print(f"generated {len(pool)} in {gen_s:.2f} s; unrelaxed valid C5H12O: "
+          f"{sum(raw_counts.values())}, distinct isomers among them: {len(raw_counts)} "
+          f"{dict(raw_counts)}", flush=True)
 
     from ase_mlgen.select import structure_features
 
@@ -175,17 +190,10 @@ def c5h12o(args, report):
     features = structure_features(pool)
     feature_s = time.perf_counter() - t0
     relaxed: dict[int, tuple] = {}
-    per_k = []
-    filter_s = feature_s
     relax_s = 0.0
-    pca_info = None
-    for k in args.ks:
-        t0 = time.perf_counter()
-        picked, info = representatives(pool, k, return_info=True, random_state=args.seed,
-                                       features=features)
-        filter_s += time.perf_counter() - t0
-        if k == args.plot_k:
-            pca_info = (info, picked)
+
+    def relax_new(picked):
+        nonlocal relax_s
         todo = [a for a in picked if a.info["source_index"] not in relaxed]
         if todo:
             t0 = time.perf_counter()
@@ -195,18 +203,87 @@ def c5h12o(args, report):
                 atoms, energy = _unpack(r)
                 name = classify_c5h12o(atoms) if atoms is not None else None
                 relaxed[a.info["source_index"]] = (name, energy)
+
+    def row(picked, k, extra=None):
         names = [relaxed[a.info["source_index"]][0] for a in picked]
         found = sorted({n for n in names if n})
-        per_k.append({"k": k, "relaxations": len(picked), "distinct_isomers": len(found),
-                      "isomers": found,
-                      "alcohols": sum(C5H12O_ISOMERS[n]["kind"] == "alcohol" for n in found),
-                      "ethers": sum(C5H12O_ISOMERS[n]["kind"] == "ether" for n in found),
-                      "invalid_after_relaxation": sum(n is None for n in names)})
-        print(json.dumps(per_k[-1]), flush=True)
+        return {"k": k, "relaxations": len(picked), "distinct_isomers": len(found),
+                "isomers": found,
+                "alcohols": sum(C5H12O_ISOMERS[n]["kind"] == "alcohol" for n in found),
+                "ethers": sum(C5H12O_ISOMERS[n]["kind"] == "ether" for n in found),
+                "invalid_after_relaxation": sum(n is None for n in names), **(extra or {})}
+
+    # filter 1: the paper's (covalent minimum distance, PCA to 2 components, k-means)
+    per_k = []
+    filter_s = feature_s
+    pca_info = None
+    for k in args.ks:
+        t0 = time.perf_counter()
+        picked, info = representatives(pool, k, return_info=True, random_state=args.seed,
+                                       features=features)
+        filter_s += time.perf_counter() - t0
+        if k == args.plot_k:
+            pca_info = (info, picked)
+        relax_new(picked)
+        per_k.append(row(picked, k))
+        print("paper filter", json.dumps(per_k[-1]), flush=True)
+
+    # filter 2: bond-graph aware. Structures whose unrelaxed bond graph is already a valid
+    # C5H12O come first, at most one per isomer (PCA + k-means over them); the rest of the k
+    # relaxations go to the paper filter's picks among the other structures.
+    names_by_index = dict(enumerate(raw_names))
+    valid_idx = [i for i, n in names_by_index.items() if n]
+    other_idx = [i for i, n in names_by_index.items() if not n]
+    per_k_graph = []
+    graph_s = classify_s
+    for k in args.ks:
+        t0 = time.perf_counter()
+        first = []
+        if valid_idx:
+            sub = [pool[i] for i in valid_idx]
+            first = representatives(sub, k, random_state=args.seed,
+                                    features=features[valid_idx],
+                                    group=lambda a: classify_c5h12o(a))
+            for a in first:
+                a.info["source_index"] = valid_idx[a.info["source_index"]]
+        rest = []
+        if len(first) < k and other_idx:
+            sub = [pool[i] for i in other_idx]
+            rest = representatives(sub, k - len(first), random_state=args.seed,
+                                   features=features[other_idx])
+            for a in rest:
+                a.info["source_index"] = other_idx[a.info["source_index"]]
+        picked = (first + rest)[:k]
+        graph_s += time.perf_counter() - t0
+        relax_new(picked)
+        per_k_graph.append(row(picked, k, {"unrelaxed_valid_picked": len(first)}))
+        print("graph filter", json.dumps(per_k_graph[-1]), flush=True)
+
+    # unfiltered control: the same number of structures drawn at random from the pool
+    rng = np.random.default_rng(args.seed)
+    control = []
+    if args.control:
+        idx = rng.choice(len(pool), size=min(args.control, len(pool)), replace=False)
+        picked = []
+        for i in idx:
+            a = pool[int(i)].copy()
+            a.info["source_index"] = int(i)
+            picked.append(a)
+        relax_new(picked)
+        for k in args.ks:
+            if k <= len(picked):
+                control.append(row(picked[:k], k))
 
     all_found = sorted({v[0] for v in relaxed.values() if v[0]})
-    first_all = next((r["k"] for r in per_k if r["distinct_isomers"] == 14), None)
-    at15 = next((r["distinct_isomers"] for r in per_k if r["k"] == 15), None)
+
+    def summary(rows):
+        first_all = next((r["k"] for r in rows if r["distinct_isomers"] == 14), None)
+        at15 = next((r["distinct_isomers"] for r in rows if r["k"] == 15), None)
+        return first_all, at15
+
+    first_all, at15 = summary(per_k)
+    first_all_g, at15_g = summary(per_k_graph)
+    experiment_s = train_s + gen_s + filter_s
     report["c5h12o"] = {
         "training_structures": len(images),
         "training_compositions": dict(Counter(a.get_chemical_formula() for a in images)),
@@ -215,30 +292,43 @@ def c5h12o(args, report):
                             **{k: m.params[k] for k in ("r_cut", "n_max", "max_neighbours",
                                                         "epochs", "lr_generator",
                                                         "batch_size", "n_critic",
-                                                        "n_penalty")}} for m in models],
-        "parallel_training_jobs": len(jobs),
+                                                        "n_penalty", "penalty_weight",
+                                                        "snapshot_every", "snapshot_start")},
+                            "snapshots": len(m.snapshots)} for m in models],
+        "box": np.round(np.diag(models[0].cell), 2).tolist(),
+        "parallel_training_jobs": len(jobs), "threads_per_job": args.threads,
         "training_seconds_wall": round(train_s, 1),
         "training_seconds_per_model": [round(m.fit_seconds or 0, 1) for m in models],
         "generated": len(pool),
         "generate_seconds": round(gen_s, 3),
         "generate_10000_seconds_one_model": round(gen10k_s, 3),
+        "unrelaxed_valid": sum(raw_counts.values()),
+        "unrelaxed_valid_fraction": round(sum(raw_counts.values()) / max(1, len(pool)), 4),
+        "unrelaxed_distinct_isomers": len(raw_counts),
+        "unrelaxed_isomer_counts": dict(raw_counts.most_common()),
+        "unrelaxed_isomers_per_member": {k: len(v) for k, v in per_member.items()},
+        "classify_seconds": round(classify_s, 2),
         "filter_seconds_all_k": round(filter_s, 1),
-        "relax_seconds_all_k": round(relax_s, 1),
+        "graph_filter_seconds_all_k": round(graph_s, 1),
+        "relax_seconds_all": round(relax_s, 1),
         "relaxations_total_distinct": len(relaxed),
         "calculator": args.calculator, "fmax": args.fmax, "max_steps": args.steps,
         "relaxation_backend": RELAX_BACKEND["name"],
         "load_average_at_end": os.getloadavg(),
-        "unrelaxed_valid_fraction_first_2000": round(
-            sum(v for k, v in raw_valid.items() if k) / max(1, min(2000, len(pool))), 4),
-        "per_k": per_k,
-        "isomers_found_any_k": all_found,
+        "per_k_paper_filter": per_k,
+        "per_k_graph_filter": per_k_graph,
+        "per_k_random_unfiltered": control,
+        "isomers_found_any": all_found,
         "isomers_missing": sorted(set(C5H12O_ISOMERS) - set(all_found)),
-        "smallest_k_with_all_14": first_all,
-        "isomers_at_k15": at15,
-        "experiment_seconds_train_generate_filter": round(train_s + gen_s + filter_s, 1),
-        "targets": {"all_14_with_at_most_30": bool(first_all is not None and first_all <= 30),
-                    "at_least_12_with_15": bool(at15 is not None and at15 >= 12),
-                    "under_20_min": bool(train_s + gen_s + filter_s < 1200)},
+        "smallest_k_with_all_14": {"paper_filter": first_all, "graph_filter": first_all_g},
+        "isomers_at_k15": {"paper_filter": at15, "graph_filter": at15_g},
+        "experiment_seconds_train_generate_filter": round(experiment_s, 1),
+        "targets": {
+            "all_14_with_at_most_30": bool(min(x or 999 for x in (first_all, first_all_g))
+                                           <= 30),
+            "at_least_12_with_15": bool(max(x or 0 for x in (at15, at15_g)) >= 12),
+            "under_20_min": bool(experiment_s < 1200),
+            "10000_in_seconds": bool(gen10k_s < 10)},
     }
     if pca_info is not None:
         _plot_pca(pca_info, relaxed, Path(args.out) / "logan_pca.png", args.plot_k)
@@ -306,36 +396,94 @@ def _random_crystal(template, dmin, rng, tries=20000):
     return Atoms(numbers=template.numbers, positions=pos, cell=cell, pbc=True)
 
 
-def sio2(args, report):
-    import spglib
+#: mp-546546's target (Si3O6) is in none of the six shared training files, so its cell cannot be
+#: derived from them: lattice vectors (Å) from the LoGAN repository's
+#: data/mp-546546_ground_truth.extxyz (only the cell and the atom count are used, not positions)
+MP546546_CELL = [[5.32912045, 0.0, 0.0], [-0.70430559, 5.28237432, 0.0],
+                 [-0.70430525, -0.80444386, 5.22076100]]
+
+
+def sio2_targets(data_dir):
+    """For each of the six targets: (composition, cell) of the held-back target and the training
+    structures of its file.
+
+    The shared files hold, for target T, the polymorphs other than T; a structure that is in the
+    five other files but not in T's file is T itself (its cell and atom count are what LoGAN must
+    fill). That identifies five targets; the sixth (mp-546546) is in none of the files (its file
+    has all 168 structures, its own target is absent from every file), see MP546546_CELL.
+    """
+    from ase import Atoms
     from ase.io import read
 
-    from ase_mlgen.generators.logan import LoGAN
-    from ase_mlgen.select import representatives
+    files = sorted(Path(data_dir).glob("mp-*_training.extxyz"))
+    names = [f.name.split("_")[0] for f in files]
+    sets = {n: read(f, ":") for n, f in zip(names, files)}
 
+    def key(a):
+        return (len(a), a.get_chemical_formula(), tuple(np.round(a.cell.cellpar(), 2)),
+                round(a.get_volume(), 1))
+
+    keys = {n: {key(a): a for a in imgs} for n, imgs in sets.items()}
     out = {}
-    for target in args.sio2:
-        path = Path(args.data) / "SiO2" / f"{target}_training.extxyz"
-        if not path.is_file():
-            out[target] = {"skipped": f"{path} not found"}
+    for n in names:
+        others = [m for m in names if m != n]
+        cand = [a for k, a in keys[others[0]].items()
+                if k not in keys[n] and all(k in keys[m] for m in others)]
+        if len(cand) == 1:
+            tgt = cand[0]
+            out[n] = {"numbers": tgt.numbers.copy(), "cell": tgt.cell.array.copy(),
+                      "source": "cell and atoms of the structure missing from this file only",
+                      "training": sets[n]}
+        elif n == "mp-546546":
+            tmpl = Atoms("Si3O6")
+            out[n] = {"numbers": tmpl.numbers, "cell": np.array(MP546546_CELL),
+                      "source": "cell from the LoGAN repository (target absent from all files)",
+                      "training": sets[n]}
+    return out
+
+
+def sio2(args, report):
+    from ase_mlgen.generators.logan import LoGAN
+    from ase_mlgen.generators.logan.bks import BKS
+    from ase_mlgen.select import representatives
+    from ase_mlgen.structures.crystals import space_group
+
+    data = Path(args.data) / "SiO2"
+    if not data.is_dir():
+        report["sio2"] = {"skipped": f"{data} not found"}
+        return
+    targets = sio2_targets(data)
+    calculator = BKS if args.sio2_calculator == "bks" else args.sio2_calculator
+    out = {}
+    wanted = args.sio2 if args.sio2 != ["all"] else sorted(targets)
+    for target in wanted:
+        if target not in targets:
+            out[target] = {"skipped": "target not identified in the data"}
             continue
-        images = read(path, ":")
-        held = images[-1]
-        train = images[:-1]
-        train = [a for a in train if len(a) <= args.sio2_max_atoms] or train
+        spec = targets[target]
+        from ase import Atoms
+
+        held = Atoms(numbers=spec["numbers"], cell=spec["cell"], pbc=True)
+        train = [a for a in spec["training"] if len(a) <= args.sio2_max_atoms]
         dmin = min(np.min(a.get_all_distances(mic=True)[np.triu_indices(len(a), 1)])
                    for a in train if len(a) > 1)
         t0 = time.perf_counter()
         model = LoGAN(random_state=args.seed, epochs=args.sio2_epochs, lr_generator=args.lr,
-                      lr_critic=args.lr, r_cut=5.0, n_max=4, max_neighbours=12,
-                      rattle=args.sio2_rattle)
-        model.params["device"] = "cpu"
+                      lr_critic=args.lr, r_cut=args.sio2_rcut, n_max=4, max_neighbours=12,
+                      rattle=args.sio2_rattle, device="cpu")
         model.fit(train, composition=held, cell=held.cell.array, pbc=True)
         train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
         pool = model.generate(args.sio2_pool, random_state=args.seed)
-        picked = representatives(pool, args.sio2_k, min_distance=0.9 * dmin)
-        if len(picked) < args.sio2_k:
-            picked += representatives(pool, args.sio2_k - len(picked), min_distance=None)
+        gen_s = time.perf_counter() - t0
+        picked = representatives(pool, args.sio2_k, min_distance=0.9 * dmin,
+                                 random_state=args.seed)
+        n_close = len(picked)
+        if len(picked) < args.sio2_k:  # too few far enough apart: fill up with the others
+            extra = representatives(pool, args.sio2_k, min_distance=None, random_state=args.seed)
+            have = {a.info["source_index"] for a in picked}
+            picked += [a for a in extra if a.info["source_index"] not in have][
+                :args.sio2_k - len(picked)]
         rng = np.random.default_rng(args.seed)
         randoms = []
         while len(randoms) < len(picked):
@@ -344,17 +492,15 @@ def sio2(args, report):
                 randoms.append(r)
 
         def evaluate(structs):
-            results = _relax(structs, args.sio2_calculator, args.fmax, args.sio2_steps,
-                             args.workers)
+            results = _relax(structs, calculator, args.fmax, args.sio2_steps, args.workers)
             rows = []
             for r in results:
                 atoms, energy = _unpack(r)
                 if atoms is None or energy is None:
                     rows.append(None)
                     continue
-                sg = spglib.get_spacegroup((atoms.cell.array, atoms.get_scaled_positions(),
-                                            atoms.numbers), symprec=0.1)
-                rows.append({"energy_per_atom": float(energy) / len(atoms), "spacegroup": sg,
+                rows.append({"energy_per_atom": float(energy) / len(atoms),
+                             "spacegroup": space_group(atoms, symprec=0.1),
                              **_coordination(atoms)})
             return rows
 
@@ -362,23 +508,46 @@ def sio2(args, report):
         logan_rows = evaluate(picked)
         random_rows = evaluate(randoms)
         relax_s = time.perf_counter() - t0
+        # reference: the training structures with the target's atom count, relaxed the same way
+        refs = [a for a in spec["training"] if len(a) == len(held)][:args.sio2_refs]
+        ref_rows = evaluate(refs) if refs else []
 
         def stats(rows):
             e = [r["energy_per_atom"] for r in rows if r]
             if not e:
-                return {"n": 0}
+                return {"n": 0, "failed": len(rows)}
             best = min((r for r in rows if r), key=lambda r: r["energy_per_atom"])
             return {"n": len(e), "failed": sum(r is None for r in rows),
-                    "lowest_energy_per_atom": min(e), "median_energy_per_atom": float(np.median(e)),
-                    "best": best, "all_ideal_coordination": sum(r["all_ideal"] for r in rows if r)}
+                    "lowest_energy_per_atom": round(min(e), 4),
+                    "median_energy_per_atom": round(float(np.median(e)), 4),
+                    "best": best,
+                    "ideal_coordination": sum(r["all_ideal"] for r in rows if r),
+                    "spacegroups": dict(Counter(r["spacegroup"] for r in rows if r))}
 
-        out[target] = {"atoms": len(held), "training_structures": len(train),
-                       "train_seconds": round(train_s, 1), "relax_seconds": round(relax_s, 1),
-                       "min_distance_random": round(0.9 * dmin, 3),
-                       "logan": stats(logan_rows), "random": stats(random_rows)}
-        print(json.dumps({target: out[target]}), flush=True)
-    report["sio2"] = {"calculator": args.sio2_calculator, "targets": out,
-                      "note": "scaled down: few targets, short training, cheap calculator"}
+        lg, rd = stats(logan_rows), stats(random_rows)
+        out[target] = {"formula": held.get_chemical_formula(), "atoms": len(held),
+                       "cell_source": spec["source"],
+                       "cellpar": np.round(held.cell.cellpar(), 3).tolist(),
+                       "training_structures": len(train),
+                       "train_seconds": round(train_s, 1),
+                       "generate_seconds": round(gen_s, 3),
+                       "relax_seconds": round(relax_s, 1),
+                       "min_distance_filter": round(0.9 * dmin, 3),
+                       "candidates_passing_min_distance": n_close,
+                       "logan": lg, "random": rd,
+                       "training_polymorphs_same_size_relaxed": stats(ref_rows),
+                       "logan_median_below_random": bool(
+                           lg.get("median_energy_per_atom", np.inf)
+                           < rd.get("median_energy_per_atom", -np.inf)),
+                       "load_average": os.getloadavg()}
+        print(json.dumps({target: out[target]}, default=str), flush=True)
+    report["sio2"] = {"calculator": ("BKS pair potential (ase_mlgen.generators.logan.bks), "
+                                     "fixed cell" if calculator is BKS else str(calculator)),
+                      "fmax": args.fmax, "max_steps": args.sio2_steps,
+                      "targets": out,
+                      "note": (f"scaled down: {args.sio2_epochs} epochs, training structures of "
+                               f"at most {args.sio2_max_atoms} atoms, rattle "
+                               f"{args.sio2_rattle}, {args.sio2_k} candidates per target")}
 
 
 def main(argv=None):
@@ -387,7 +556,13 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--workdir", default=str(ROOT / "runs" / "bench_logan"))
     p.add_argument("--models", type=int, default=4)
-    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--parallel", type=int, default=1,
+                   help="training jobs at once (each one process with --threads threads)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--snapshot-every", dest="snapshot_every", type=int, default=0)
+    p.add_argument("--snapshot-start", dest="snapshot_start", type=int, default=0)
+    p.add_argument("--control", type=int, default=0,
+                   help="also relax this many unfiltered random picks of the pool")
     p.add_argument("--epochs", type=int, default=1500)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--n-penalty", dest="n_penalty", type=int, default=10)
@@ -401,8 +576,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--skip-c5h12o", action="store_true")
-    p.add_argument("--sio2", nargs="*", default=[])
-    p.add_argument("--sio2-calculator", default="xtb")
+    p.add_argument("--sio2", nargs="*", default=[],
+                   help="targets (e.g. mp-546794) or 'all'")
+    p.add_argument("--sio2-calculator", default="bks",
+                   help="bks (classical pair potential, fast) or a calculator spec (xtb, ...)")
+    p.add_argument("--sio2-rcut", type=float, default=5.0)
+    p.add_argument("--sio2-refs", type=int, default=5)
     p.add_argument("--sio2-epochs", type=int, default=400)
     p.add_argument("--sio2-rattle", type=int, default=2)
     p.add_argument("--sio2-max-atoms", type=int, default=72)

@@ -281,6 +281,82 @@ def test_representatives_any_generator_and_crystals():
     assert len(picked) == 4 and all(a.info["generator"] == "random" for a in picked)
 
 
+@needs_descriptor
+def test_representatives_accept_and_group():
+    from ase_mlgen.select import representatives
+
+    rng = np.random.default_rng(2)
+    images = []
+    for base in (molecule("CH3CH2OH"), molecule("CH3OCH3")):
+        for i in range(10):
+            a = base.copy()
+            a.positions += rng.normal(0, 0.05, a.positions.shape)
+            a.info["kind"] = base.get_chemical_formula() + ("_oh" if len(images) < 10 else "_ome")
+            images.append(a)
+    broken = molecule("CH3CH2OH")
+    broken.positions[0] += [3.0, 0, 0]  # a carbon torn off: not one molecule
+    images.append(broken)
+    picked = representatives(images, 6, accept=is_valid_molecule)
+    assert all(a.info.get("kind") for a in picked)
+    # at most one structure per group: two groups give two picks however large k is
+    picked = representatives(images, 6, group=lambda a: a.info.get("kind"))
+    kinds = [a.info["kind"] for a in picked if "kind" in a.info]
+    assert sorted(kinds) == ["C2H6O_oh", "C2H6O_ome"]  # the torn one has no group: no clash
+    assert len(picked) <= 3
+
+
+def test_bks_forces_match_energy_and_quartz_is_stable():
+    from ase.optimize import BFGS
+
+    from ase_mlgen.generators.logan.bks import BKS
+
+    quartz = Atoms("Si3O6", cell=[[4.916, 0, 0], [-2.458, 4.257, 0], [0, 0, 5.405]], pbc=True,
+                   scaled_positions=[[0.4697, 0, 0], [0, 0.4697, 2 / 3], [0.5303, 0.5303, 1 / 3],
+                                     [0.4135, 0.2669, 0.1191], [0.2669, 0.4135, 0.5476],
+                                     [0.7331, 0.1466, 0.7857], [0.5865, 0.8534, 0.2143],
+                                     [0.8534, 0.5865, 0.4524], [0.1466, 0.7331, 0.8809]])
+    a = quartz.copy()
+    a.rattle(0.05, seed=3)
+    a.calc = BKS()
+    f = a.get_forces()
+    h = 1e-4
+    for k in range(3):
+        b = a.copy()
+        b.calc = BKS()
+        b.positions[2, k] += h
+        ep = b.get_potential_energy()
+        b.positions[2, k] -= 2 * h
+        em = b.get_potential_energy()
+        assert abs(-(ep - em) / (2 * h) - f[2, k]) < 1e-4
+    BFGS(a, logfile=None).run(fmax=0.05, steps=200)
+    d = a.get_all_distances(mic=True)
+    np.fill_diagonal(d, np.inf)
+    assert 1.5 < d.min() < 1.7  # Si-O bonds of corner-sharing tetrahedra
+    assert (np.sum(d[:3, 3:] < 2.0, axis=1) == 4).all()
+    assert a.get_potential_energy() / len(a) < -18.5
+    rng = np.random.default_rng(0)
+    while True:  # random atoms at least 1.4 Å apart, as the benchmark's baseline
+        random = Atoms("Si3O6", cell=quartz.cell, pbc=True, scaled_positions=rng.random((9, 3)))
+        d = random.get_all_distances(mic=True)
+        if d[np.triu_indices(9, 1)].min() > 1.4:
+            break
+    random.calc = BKS()
+    BFGS(random, logfile=None).run(fmax=0.05, steps=200)
+    assert random.get_potential_energy() > a.get_potential_energy()
+
+
+@needs_descriptor
+def test_snapshots_are_kept_and_sampled():
+    from ase_mlgen.generators.logan import LoGAN
+
+    model = LoGAN(random_state=0, **{**TINY, "epochs": 6, "snapshot_every": 2,
+                                     "snapshot_start": 4}).fit(training_molecules(),
+                                                               composition="C2H6O")
+    assert [s["epoch"] for s in model.snapshots] == [4, 6]
+    images = model.generate(10, random_state=0, snapshots=True)
+    assert len(images) == 10 and {a.info["snapshot"] for a in images} == {4, 6}
+
+
 # -- molecule identity ------------------------------------------------------------------------
 def _add_methyl(atoms: Atoms, h_index: int) -> Atoms:
     """Replace hydrogen ``h_index`` by a CH3 group (tetrahedral, C–C 1.53 Å, C–H 1.09 Å)."""

@@ -29,7 +29,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     params = {}
     for key in ("epochs", "batch_size", "r_cut", "n_max", "max_neighbours", "radial",
-                "lr_generator", "lr_critic", "device"):
+                "lr_generator", "lr_critic", "device", "snapshot_every", "snapshot_start",
+                "penalty_mode", "penalty_weight"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
@@ -53,7 +54,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     t0 = time.perf_counter()
-    images = model.generate(args.n, random_state=args.seed)
+    images = model.generate(args.n, random_state=args.seed, snapshots=args.snapshots)
     t_gen = time.perf_counter() - t0
     info = {"model": str(args.model), "composition": model.formula, "generated": len(images),
             "generate_seconds": round(t_gen, 3)}
@@ -98,6 +99,13 @@ def register(subparsers) -> None:
     t.add_argument("--radial", choices=["bessel", "gaussian"])
     t.add_argument("--lr-generator", dest="lr_generator", type=float)
     t.add_argument("--lr-critic", dest="lr_critic", type=float)
+    t.add_argument("--snapshot-every", dest="snapshot_every", type=int,
+                   help="keep the generator every N epochs (generate --snapshots samples them)")
+    t.add_argument("--snapshot-start", dest="snapshot_start", type=int,
+                   help="first epoch whose snapshot is kept")
+    t.add_argument("--penalty-mode", dest="penalty_mode", choices=["separate", "joint"],
+                   help="separate penalty steps (paper's code) or in every critic step")
+    t.add_argument("--penalty-weight", dest="penalty_weight", type=float)
     t.add_argument("--device", help="auto (default), cpu or cuda")
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--seed", type=int, default=0)
@@ -116,6 +124,8 @@ def register(subparsers) -> None:
                    help="with --select: drop structures with atoms closer than this (Å); "
                         "default 0.5 x the sum of covalent radii; 0 keeps all")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--snapshots", action="store_true",
+                   help="sample all generator snapshots kept in training, not only the last")
     g.add_argument("--device", default=None)
     g.set_defaults(func=run_generate)
 

@@ -87,7 +87,7 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
                     min_distance: float | str | None = "covalent",
                     covalent_fraction: float = 0.5, n_components: int | float = 2,
                     random_state: int = 0, return_info: bool = False,
-                    features: np.ndarray | None = None):
+                    features: np.ndarray | None = None, accept=None, group=None):
     """``k`` structures of ``images`` that represent its variety (fewer if fewer remain).
 
     Drops structures with atoms too close (see :func:`too_close`), computes per-species averaged
@@ -98,6 +98,14 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
     ``info["source_index"]`` (index in ``images``). Exact duplicates are counted once, so the
     returned structures are distinct. ``features``: precomputed :func:`structure_features` of
     ``images`` (one row per image), to reuse across calls.
+
+    ``accept``: an optional cheap test ``accept(atoms) -> bool`` applied after the distance
+    check (e.g. "the unrelaxed bond graph is one valence-saturated molecule"); rejected
+    structures are dropped. ``group``: an optional identity ``group(atoms) -> hashable or None``
+    (e.g. a bond-graph hash): then no two picked structures share a group; structures are
+    k-means clustered as before, each cluster offers its members nearest the centre first, and a
+    cluster whose members all belong to groups already taken gives nothing; when fewer than
+    ``k`` groups exist, fewer than ``k`` structures come back. ``None`` groups never clash.
 
     ``return_info=True`` returns ``(picked, info)`` with ``info`` holding the PCA coordinates of
     all kept structures (``"pca"``), their indices (``"kept"``), the k-means labels, the centres
@@ -111,7 +119,11 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
         raise ValueError("k must be at least 1")
     kept = [i for i, a in enumerate(images)
             if not too_close(a, min_distance, covalent_fraction)]
-    info: dict = {"n_input": len(images), "kept": kept, "n_dropped": len(images) - len(kept)}
+    n_close = len(images) - len(kept)
+    if accept is not None:
+        kept = [i for i in kept if accept(images[i])]
+    info: dict = {"n_input": len(images), "kept": kept, "n_dropped": len(images) - len(kept),
+                  "n_too_close": n_close}
     if not kept:
         return ([], info) if return_info else []
     # exact duplicates (same elements, positions within 1e-5 Å) are clustered once
@@ -144,11 +156,25 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
     k_eff = min(k, len(unique_rows))
     km = KMeans(n_clusters=k_eff, random_state=random_state, n_init=10).fit(coords)
     picked, chosen = [], []
+    taken: set = set()
     for c, centre in enumerate(km.cluster_centers_):
         members = np.nonzero(km.labels_ == c)[0]
         if len(members) == 0:
             continue
-        best = members[np.argmin(((coords[members] - centre) ** 2).sum(axis=1))]
+        order = members[np.argsort(((coords[members] - centre) ** 2).sum(axis=1))]
+        best = None
+        for m in (order if group is not None else order[:1]):
+            if group is None:
+                best = m
+                break
+            g = group(images[kept[unique_rows[m]]])
+            if g is None or g not in taken:
+                best = m
+                if g is not None:
+                    taken.add(g)
+                break
+        if best is None:
+            continue
         source = kept[unique_rows[best]]
         if source in chosen:
             continue

@@ -51,8 +51,11 @@ DEFAULTS: dict[str, Any] = {
     "rattle_size": 0.05,
     "standardize": True,
     "fresh_penalty_fakes": False,
+    "penalty_mode": "separate",
     "log_every": 25,
     "checkpoint_every": 250,
+    "snapshot_every": 0,
+    "snapshot_start": 0,
     "device": "auto",
 }
 
@@ -141,6 +144,8 @@ class LoGAN:
         self.params = {**DEFAULTS, **params}
         if self.params["critic_reduce"] not in ("mean", "sum"):
             raise ValueError("critic_reduce must be 'mean' or 'sum'")
+        if self.params["penalty_mode"] not in ("separate", "joint"):
+            raise ValueError("penalty_mode must be 'separate' or 'joint'")
         if self.params["radial"] not in ("bessel", "gaussian"):
             raise ValueError("radial must be 'bessel' or 'gaussian'")
         for key in ("batch_size", "epochs", "latent_dim"):
@@ -155,6 +160,7 @@ class LoGAN:
         self.cell: np.ndarray | None = None
         self.periodic = False
         self.history: list[dict] = []
+        self.snapshots: list[dict] = []
         self.fit_seconds: float | None = None
         self._feature_mean: torch.Tensor | None = None
         self._feature_std: torch.Tensor | None = None
@@ -375,6 +381,7 @@ class LoGAN:
               else RunDirectory(run_dir))
         start_epoch = 0
         self.history = []
+        self.snapshots = []
         if rd is not None and resume:
             state = rd.load_checkpoint("last", map_location=dev)
             if state is not None:
@@ -384,10 +391,14 @@ class LoGAN:
                 opt_c.load_state_dict(state["opt_critic"])
                 gen.set_state(state["torch_rng"])
                 self.history = state.get("history", [])
+                self.snapshots = list(state.get("snapshots", []))
                 start_epoch = int(state["epoch"])
 
         B = int(p["batch_size"])
         n_crit, n_pen = int(p["n_critic"]), int(p["n_penalty"])
+        joint = p["penalty_mode"] == "joint"
+        if joint:  # the penalty is part of every critic step's loss
+            n_pen = 0
         # penalty steps after critic step c: spread n_pen evenly over the n_crit critic steps
         pen_after = [n_pen // max(n_crit, 1) + (1 if c < n_pen % max(n_crit, 1) else 0)
                      for c in range(max(n_crit, 1))]
@@ -425,8 +436,13 @@ class LoGAN:
                 fake_c = fakes[k:k + B]
                 k += B
                 w = self._score(real).mean() - self._score(fake_c).mean()
+                loss = -w
+                if joint:
+                    gp = self._gradient_penalty(real, fake_c, gen)
+                    loss = loss + p["penalty_weight"] * gp
+                    gp_sum += float(gp.detach())
                 opt_c.zero_grad(set_to_none=True)
-                (-w).backward()
+                loss.backward()
                 opt_c.step()
                 w_sum += float(w.detach())
                 for _ in range(pen_after[c]):
@@ -443,7 +459,7 @@ class LoGAN:
                     gp_sum += self._penalty_step(pools, fake_p, gen, opt_c)
             acc["generator_loss"] += float(g_loss.detach())
             acc["wasserstein"] += w_sum / max(n_crit, 1)
-            acc["penalty"] += gp_sum / max(n_pen, 1)
+            acc["penalty"] += gp_sum / max(n_crit if joint else n_pen, 1)
             n_acc += 1
             if epoch % log_every == 0 or epoch == epochs:
                 now = time.perf_counter()
@@ -458,25 +474,36 @@ class LoGAN:
                 acc.clear()
                 n_acc = 0
                 t_epoch = now
+            snap = int(p["snapshot_every"])
+            if snap > 0 and epoch % snap == 0 and epoch >= int(p["snapshot_start"]):
+                self.snapshots.append({"epoch": epoch, "generator": {
+                    k: v.detach().cpu().clone() for k, v in self.generator.state_dict().items()}})
             if rd is not None and (epoch % ckpt_every == 0 or epoch == epochs):
                 rd.save_checkpoint({"epoch": epoch, "generator": self.generator.state_dict(),
                                     "critic": self.critic.state_dict(),
                                     "opt_generator": opt_g.state_dict(),
                                     "opt_critic": opt_c.state_dict(),
                                     "torch_rng": gen.get_state(),
-                                    "history": self.history})
+                                    "history": self.history,
+                                    "snapshots": self.snapshots})
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    def _penalty_step(self, pools, fake: torch.Tensor, gen: torch.Generator, opt) -> float:
-        """One gradient-penalty step: ``(|∇ critic| - 1)²`` at random points between a real and a
-        fake environment of the *same* atom slot (hence the same species)."""
-        real = self._sample_real(pools, fake.shape[0], gen)
+    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor,
+                          gen: torch.Generator) -> torch.Tensor:
+        """``mean (|∇ critic| - 1)²`` at random points between a real and a fake environment of
+        the *same* atom slot (hence the same species)."""
         u = torch.rand(fake.shape[0], fake.shape[1], 1, generator=gen).to(fake.device)
-        mid = (u * real + (1 - u) * fake).detach().requires_grad_(True)
+        mid = (u * real.detach() + (1 - u) * fake.detach()).requires_grad_(True)
         out = self.critic(mid)
         (grad,) = torch.autograd.grad(out.sum(), mid, create_graph=True)
-        gp = ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+        return ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+
+    def _penalty_step(self, pools, fake: torch.Tensor, gen: torch.Generator, opt) -> float:
+        """One separate gradient-penalty step (the paper's code): a fresh real batch, the
+        penalty of :meth:`_gradient_penalty` times ``penalty_weight``, one optimizer step."""
+        real = self._sample_real(pools, fake.shape[0], gen)
+        gp = self._gradient_penalty(real, fake, gen)
         opt.zero_grad(set_to_none=True)
         (self.params["penalty_weight"] * gp).backward()
         opt.step()
@@ -528,11 +555,35 @@ class LoGAN:
         self.generator.train()
         return np.concatenate(out) if out else np.zeros((0, len(self.numbers), 3))
 
-    def generate(self, n: int, random_state: int | np.random.Generator | None = None
-                 ) -> list[Atoms]:
+    def generate(self, n: int, random_state: int | np.random.Generator | None = None,
+                 snapshots: bool = False) -> list[Atoms]:
         """``n`` new structures as ``Atoms`` (``info["generator"] = "logan"``). Crystals are
         periodic in the target cell with positions wrapped into it; molecules/clusters lie in the
-        box (``pbc=False``, the box as their cell)."""
+        box (``pbc=False``, the box as their cell).
+
+        ``snapshots=True`` (with ``snapshot_every`` set in training) splits ``n`` evenly over the
+        generator snapshots kept during training (``info["snapshot"]`` = the epoch): a WGAN's
+        generator wanders between modes while it trains, so its snapshots together cover more
+        basins than its final state, at no extra training cost."""
+        if snapshots and self.snapshots:
+            self._check_fitted()
+            if isinstance(random_state, np.random.Generator):
+                base = int(random_state.integers(2**31))
+            else:
+                base = 0 if random_state is None else int(random_state)
+            final = {k: v.detach().clone() for k, v in self.generator.state_dict().items()}
+            out: list[Atoms] = []
+            k = len(self.snapshots)
+            try:
+                for i, snap in enumerate(self.snapshots):
+                    m = n // k + (1 if i < n % k else 0)
+                    self.generator.load_state_dict(snap["generator"])
+                    for atoms in self.generate(m, random_state=base * 7919 + i):
+                        atoms.info["snapshot"] = int(snap["epoch"])
+                        out.append(atoms)
+            finally:
+                self.generator.load_state_dict(final)
+            return out
         positions = self.generate_positions(n, random_state)
         out = []
         for pos in positions:
@@ -555,7 +606,8 @@ class LoGAN:
                 "feature_std": self._feature_std.cpu() if self._feature_std is not None else None,
                 "generator": {k: v.cpu() for k, v in self.generator.state_dict().items()},
                 "critic": {k: v.cpu() for k, v in self.critic.state_dict().items()},
-                "history": self.history, "fit_seconds": self.fit_seconds}
+                "history": self.history, "fit_seconds": self.fit_seconds,
+                "snapshots": self.snapshots}
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to ``path`` (a torch file, written atomically)."""
@@ -593,6 +645,7 @@ class LoGAN:
         model.generator.load_state_dict(state["generator"])
         model.critic.load_state_dict(state["critic"])
         model.history = list(state.get("history", []))
+        model.snapshots = list(state.get("snapshots", []))
         model.fit_seconds = state.get("fit_seconds")
         return model
 

@@ -51,13 +51,16 @@ class LoGANEnsemble:
     def formula(self) -> str | None:
         return self.models[0].formula
 
-    def generate(self, n: int, random_state: int | None = None) -> list[Atoms]:
+    def generate(self, n: int, random_state: int | None = None,
+                 snapshots: bool = False) -> list[Atoms]:
+        """``n`` structures split evenly over the members (and, with ``snapshots=True``, over
+        each member's training snapshots, see :meth:`LoGAN.generate`)."""
         out: list[Atoms] = []
         k = len(self.models)
         for i, model in enumerate(self.models):
             m = n // k + (1 if i < n % k else 0)
             seed = None if random_state is None else int(random_state) * 1000 + i
-            for atoms in model.generate(m, random_state=seed):
+            for atoms in model.generate(m, random_state=seed, snapshots=snapshots):
                 atoms.info["model"] = i
                 out.append(atoms)
         return out
