@@ -160,6 +160,21 @@ class ACSFInverter:
         per-atom fingerprints: re-assign target rows to atoms every so many steps (0: never).
     patience:
         a stage ends early when no initialisation improved its loss by 1 % in this many steps.
+    polish:
+        L-BFGS iterations of a final smooth stage (0: none): the ``polish_top`` best structures
+        minimise the *squared* fingerprint difference (same weights and assignment), which, unlike
+        Adam on the L1 loss, converges to the exact minimum of the basin the search ended in; the
+        result replaces a structure when its L1 loss is lower.
+    init:
+        initial structures of clusters and molecules: ``"grow"`` (random connected clusters at
+        bonding distances, atom by atom) or ``"box"`` (uniform in the compact box, the paper's);
+        ``"auto"``: grown for per-atom fingerprints, box for pooled ones (measured better for
+        each). Periodic structures always start uniform in the cell.
+    relocate:
+        per-atom fingerprints: atoms moved to random places by every other hop, chosen with
+        probability proportional to the error of their fingerprint row.
+    polish_top:
+        how many of the best initialisations are polished (together, as one batch).
     packing:
         volume per atom of the initial compact box, in units of the covalent-sphere volume.
     device, dtype:
@@ -172,7 +187,9 @@ class ACSFInverter:
                  lr: float = 0.1, pooling: Sequence[str] | None = None, hop_size: float = 0.5,
                  tol: float = 3e-4, loss_threshold: float | None = None,
                  feature_weights=None, assign_every: int = 20, packing: float = 1.45,
-                 patience: int = 40, device: str | torch.device = "auto",
+                 patience: int = 40, polish: int = 300, polish_top: int = 3, relocate: int = 2,
+                 init: str = "auto",
+                 device: str | torch.device = "auto",
                  dtype: torch.dtype = torch.float64,
                  random_state=None, verbose: bool = False):
         if n_init < 1 or n_hops < 0 or steps < 1:
@@ -195,6 +212,14 @@ class ACSFInverter:
         self.assign_every = int(assign_every)
         self.packing = float(packing)
         self.patience = max(int(patience), 1)
+        self.polish = max(int(polish), 0)
+        self.polish_top = max(int(polish_top), 1)
+        self.relocate = max(int(relocate), 1)
+        if init not in ("auto", "grow", "box"):
+            raise ValueError("init must be 'auto', 'grow' or 'box'")
+        if init == "auto":
+            init = "grow" if pooling is None else "box"
+        self.init = init
         self.device = resolve_device(device)
         self.dtype = dtype
         self.rng = (random_state if isinstance(random_state, np.random.Generator)
@@ -295,7 +320,8 @@ class ACSFInverter:
         start = pos0
         for stage in range(n_stages):
             if stage > 0:
-                start = best_pos + self.rng.normal(0.0, self.hop_size, size=best_pos.shape)
+                start = self._hop(best_pos, stage, target, numbers, cell_b, pbc_arg, weights,
+                                  species_groups, cell_np if periodic else None)
             pos = torch.tensor(start, dtype=dt, device=dev, requires_grad=True)
             opt = _Adam(pos)
             stage_best = np.full(B, np.inf)
@@ -335,6 +361,18 @@ class ACSFInverter:
             if best_loss.min() < tol_abs:
                 break
 
+        if self.polish:
+            top = np.argsort(best_loss)[:min(self.polish_top, B)]
+            new_pos, new_loss = self._polish(best_pos[top], target, numbers, cell_np, periodic,
+                                             pbc_arg, weights, species_groups)
+            better = new_loss < best_loss[top]
+            best_pos[top[better]] = new_pos[better]
+            best_loss[top[better]] = new_loss[better]
+            history.append(float(best_loss.min()))
+            if self.verbose:
+                print(f"polish: best {best_loss.min():.3e} "
+                      f"({time.perf_counter() - t0:.1f} s)")
+
         order = np.argsort(best_loss)
         structures = [self._to_atoms(best_pos[b], numbers, cell_np, pbc if periodic else False,
                                      best_loss[b], scale) for b in order]
@@ -346,6 +384,95 @@ class ACSFInverter:
         return best
 
     # -- helpers ------------------------------------------------------------------------------
+    def _hop(self, best_pos, stage, target, numbers, cell_b, pbc_arg, weights, groups, cell):
+        """Random hop from the best structures. Per-atom fingerprints tell which atoms sit in a
+        wrong environment: on odd stages the ``relocate`` atoms with the largest row error
+        (under the optimal row assignment) jump to random places (inside the compact box, or the
+        cell), the others move by ``0.2 * hop_size``; even stages displace every atom by
+        ``hop_size`` (the paper's hop). Pooled fingerprints always use the paper's hop."""
+        B, n, _ = best_pos.shape
+        targeted = self.pooling is None and n > 2 and stage % 2 == 1
+        if not targeted:
+            return best_pos + self.rng.normal(0.0, self.hop_size, size=best_pos.shape)
+        with torch.no_grad():
+            cur = self._describe(torch.as_tensor(best_pos, dtype=self.dtype, device=self.device),
+                                 numbers, cell_b, pbc_arg)
+            perm = torch.as_tensor(self._assign(cur, target, groups, weights), device=cur.device)
+            err = (cur - target[perm]).abs()
+            if weights is not None:
+                err = err * weights
+            err = err.sum(-1).cpu().numpy()  # (B, N)
+        start = best_pos + self.rng.normal(0.0, 0.2 * self.hop_size, size=best_pos.shape)
+        k = max(1, min(self.relocate, n // 3))
+        length = compact_box_length(numbers, self.packing)
+        for b in range(B):
+            # sample the atoms to move with probability ~ error (the worst most likely)
+            p = err[b] + 1e-12
+            idx = self.rng.choice(n, size=k, replace=False, p=p / p.sum())
+            if cell is not None:
+                start[b, idx] = self.rng.random((k, 3)) @ cell
+            else:
+                centre = best_pos[b].mean(axis=0)
+                start[b, idx] = centre + (self.rng.random((k, 3)) - 0.5) * length
+        return start
+
+    def _polish(self, pos0, target, numbers, cell_np, periodic, pbc_arg, weights, groups):
+        """L-BFGS (scipy) on the summed squared fingerprint differences of a small batch;
+        returns the positions and their L1 losses (the search's measure)."""
+        from scipy.optimize import minimize
+
+        dev, dt = self.device, self.dtype
+        k = len(pos0)
+        cell_k = (torch.as_tensor(cell_np, dtype=dt, device=dev).expand(k, 3, 3).contiguous()
+                  if periodic else None)
+        w = weights if weights is not None else None
+
+        def describe(pos_t):
+            per_atom = self._describe(pos_t, numbers, cell_k, pbc_arg)
+            return per_atom if self.pooling is None else pool_fingerprint(per_atom, self.pooling)
+
+        def perm_for(pos_np):
+            if self.pooling is not None:
+                return None
+            with torch.no_grad():
+                cur = self._describe(torch.as_tensor(pos_np, dtype=dt, device=dev), numbers,
+                                     cell_k, pbc_arg)
+            return torch.as_tensor(self._assign(cur, target, groups, weights), device=dev)
+
+        def diff_of(pos_t, perm_t):
+            fp = describe(pos_t)
+            d = fp - (target if perm_t is None else target[perm_t])
+            return d if w is None else d * w
+
+        def l1(pos_np, perm_t):
+            with torch.no_grad():
+                d = diff_of(torch.as_tensor(pos_np, dtype=dt, device=dev), perm_t)
+            return d.abs().flatten(1).mean(1).cpu().numpy()
+
+        x = np.array(pos0, dtype=float)
+        for rnd in range(2):  # re-assign rows once in between (per-atom fingerprints)
+            perm_t = perm_for(x)
+
+            def fun(flat):
+                pos_t = torch.tensor(flat.reshape(x.shape), dtype=dt, device=dev,
+                                     requires_grad=True)
+                d = diff_of(pos_t, perm_t)
+                f = (d * d).sum()
+                f.backward()
+                g = torch.nan_to_num(pos_t.grad).cpu().numpy().ravel()
+                return float(f.detach()), g
+
+            res = minimize(fun, x.ravel(), jac=True, method="L-BFGS-B",
+                           options={"maxiter": self.polish // 2 or 1, "gtol": 1e-12,
+                                    "ftol": 1e-16, "maxcor": 30})
+            x_new = res.x.reshape(x.shape)
+            if not np.all(np.isfinite(x_new)):
+                break
+            x = x_new
+            if self.pooling is not None:
+                break
+        return x, l1(x, perm_for(x))
+
     def _weights(self, target: torch.Tensor) -> torch.Tensor | None:
         w = self.feature_weights
         if w is None:
@@ -364,8 +491,33 @@ class ACSFInverter:
         if cell is not None:
             frac = self.rng.random((B, n, 3))
             return frac @ cell
+        if self.init == "grow":
+            return np.stack([self._grown_cluster(numbers) for _ in range(B)])
         length = compact_box_length(numbers, self.packing)
         return (self.rng.random((B, n, 3)) - 0.5) * length
+
+    def _grown_cluster(self, numbers, tries: int = 200) -> np.ndarray:
+        """A random connected cluster at condensed-phase density: atoms are added one by one next
+        to a random placed atom, at 0.9–1.1 × the sum of covalent radii from it and no closer than
+        0.85 × that sum to any other (a random placement keeps the last try if none fits)."""
+        numbers = np.asarray(numbers)
+        order = self.rng.permutation(len(numbers))
+        r = covalent_radii[numbers]
+        pos = np.zeros((len(numbers), 3))
+        placed = [order[0]]
+        for i in order[1:]:
+            p_ = placed
+            for _ in range(tries):
+                j = p_[self.rng.integers(len(p_))]
+                v = self.rng.normal(size=3)
+                v /= np.linalg.norm(v)
+                cand = pos[j] + v * (r[i] + r[j]) * self.rng.uniform(0.9, 1.1)
+                d = np.linalg.norm(pos[p_] - cand, axis=1)
+                if np.all(d >= 0.85 * (r[p_] + r[i])):
+                    break
+            pos[i] = cand
+            placed.append(i)
+        return pos - pos.mean(axis=0)
 
     def _assign(self, per_atom: torch.Tensor, target: torch.Tensor, groups, weights) -> np.ndarray:
         from scipy.optimize import linear_sum_assignment
