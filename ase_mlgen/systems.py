@@ -13,13 +13,13 @@ A system is a template :class:`~ase.Atoms` whose ``info`` carries hints for the 
 Baseline defaults and why (tuning runs: ``bench/search_tune.py``, seeds 100+, results in
 ``bench/results/search_tuning.jsonl``; the benchmark uses seeds 0-4):
 
-* BasinHopping step ``bh_dr`` = :data:`BH_DR_PER_BOND` × nearest-neighbour distance (0.25 σ for
-  LJ). ASE's ``BasinHopping`` moves from the last accepted *unrelaxed* positions, so its moves
-  add up as a random walk (variance dr²/3 per coordinate per accepted step) instead of restarting
-  from the minimum as in Wales & Doye's basin hopping. With Wales & Doye's 0.36 r_nn (0.4 σ) the
-  LJ19 walk drifted apart (FIRE calls per relaxation grew from 200 to 600 within 60 steps) and
-  reached the global minimum after 188, 2, 131 relaxations (seeds 103-105), once not in 300
-  (seed 102); with 0.25 σ after 14, 48, 50, 28 (seeds 103-106).
+* BasinHopping step ``bh_dr`` = :data:`BH_DR_PER_BOND` × nearest-neighbour distance (0.4 σ for
+  LJ, about Wales & Doye's step), moves starting from the last accepted minimum
+  (:class:`~ase_mlgen.search.baselines.RecordedBasinHopping` ``from_minimum``). LJ19, seeds
+  102-105, budget 200: 14, 14, 2, 51 relaxations to the global minimum; with 0.25 σ none of the
+  four in 200 (too small a step to leave the basin). ASE's own step origin (the last accepted
+  *unrelaxed* positions) drifts apart instead: with 0.4 σ 188, 2, 131 relaxations (seeds
+  103-105) and once not in 300 (seed 102), FIRE calls per relaxation growing from 200 to 600.
 * BasinHopping temperature: kT = 0.8 ε for LJ (Wales & Doye, J. Phys. Chem. A 101, 5111, 1997);
   0.1 eV for element clusters (untuned: a few GAP relaxations cost minutes here).
 * MinimaHopping: ``T0`` is a temperature in K for ASE (kT = 8.6e-5 eV/K × T0, in ε for LJ);
@@ -47,7 +47,7 @@ LJ_MINIMA = {3: -3.0, 4: -6.0, 5: -9.103852, 6: -12.712062, 7: -16.505384, 8: -1
 LJ_BOND = 2 ** (1 / 6)
 
 #: BasinHopping step per coordinate as a fraction of the nearest-neighbour distance (see above)
-BH_DR_PER_BOND = 0.25 / LJ_BOND          # 0.223: 0.25 σ for LJ
+BH_DR_PER_BOND = 0.4 / LJ_BOND           # 0.356: 0.4 σ for LJ
 
 
 @dataclass
