@@ -95,7 +95,7 @@ def _add_energy_model(sub, kind: str, help_text: str) -> None:
     if kind == "dart":
         p.add_argument("--width", type=float, default=0.0,
                        help="TAD switch width in Å (0: the paper's integer TAD, no forces)")
-        p.add_argument("--shells", help="shell radii in Å, e.g. 3.49,6.3 (default) or 3.49,6.3,15")
+        p.add_argument("--shells", help="shell radii in Å, e.g. 3.49,6.3,15 (default) or 3.49,6.3 (unbounded L shell)")
     else:
         p.add_argument("--r-cut", type=float, default=6.0, help="ACSF cut-off radius, Å")
     p.set_defaults(func=run_energy_model, kind=kind)
