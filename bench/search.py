@@ -40,7 +40,7 @@ METHODS = ["random", "bh", "mh", "ga"]
 PLAN = [
     ("LJ13", "lj", 5, 500, True),
     ("LJ19", "lj", 5, 500, True),
-    ("Ga13", "gap", 1, 5, False),
+    ("Ga13", "gap", 1, 15, False),
     ("LJ26", "lj", 2, 200, True),
     ("LJ38", "lj", 1, 100, True),
     ("Ga20", "gap", 1, 3, False),
