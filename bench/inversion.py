@@ -132,9 +132,16 @@ def run_recon(args, result, path):
                 break
             if (name, mode) in done:
                 continue
-            inv = ACSFInverter(desc, n_init=args.n_init, n_hops=args.n_hops, steps=args.steps,
-                               lr=args.lr, pooling=None if mode == "per-atom" else ("max", "min"),
-                               random_state=args.seed)
+            periodic = bool(atoms.pbc.any())
+            if mode == "per-atom":
+                settings = dict(n_init=args.n_init_periodic if periodic else args.n_init,
+                                n_hops=args.n_hops, steps=args.steps, patience=args.patience,
+                                feature_weights=args.weights, pooling=None)
+            else:
+                settings = dict(n_init=args.n_init_pooled, n_hops=args.n_hops_pooled,
+                                steps=args.steps_pooled, pooling=("max", "min"))
+            inv = ACSFInverter(desc, lr=args.lr, random_state=args.seed,
+                               time_limit=args.time_limit, **settings)
             t0 = time.perf_counter()
             rec = inv.reconstruct_from(atoms)
             sec = time.perf_counter() - t0
@@ -159,7 +166,13 @@ def run_recon(args, result, path):
     result["reconstruction_summary"] = summary
     result["reconstruction_settings"] = {
         "acsf": {"r_cut": args.r_cut, "g2_params": G2, "g5_params": G5},
-        "n_init": args.n_init, "n_hops": args.n_hops, "steps": args.steps, "lr": args.lr,
+        "per_atom": {"n_init": args.n_init, "n_init_periodic": args.n_init_periodic,
+                     "n_hops": args.n_hops, "steps": args.steps, "patience": args.patience,
+                     "feature_weights": args.weights, "init": "grow (cells: uniform)"},
+        "pooled": {"n_init": args.n_init_pooled, "n_hops": args.n_hops_pooled,
+                   "steps": args.steps_pooled, "feature_weights": None, "init": "box"},
+        "polish": "L-BFGS on the squared loss, 3 best, 300 iterations", "lr": args.lr,
+        "time_limit_s": args.time_limit, "seed": args.seed,
         "budget_s": args.recon_budget, "torch_threads": torch.get_num_threads()}
     save(result, path)
 
@@ -181,10 +194,10 @@ def run_table1(args, result, path):
     from ase_mlgen.inversion.cvae import FingerprintGenerator
 
     x, y = load_dft_pt10(args.shared_pt10)
-    run_dir = RUNS / ("table1" if args.epochs1 == 300 else f"table1_e{args.epochs1}")
+    run_dir = RUNS / f"table1_e{args.epochs1}_b{args.batch1}_s{args.seed}"
     t0 = time.perf_counter()
     job = FingerprintGenerator.train(x, y, run_dir, resume=run_dir.exists(),
-                                     epochs=args.epochs1, seed=args.seed)
+                                     epochs=args.epochs1, batch_size=args.batch1, seed=args.seed)
     gen = job.result()
     train_s = time.perf_counter() - t0
     rows = _table(gen, sorted(PAPER_TABLE1), args.n_samples1, gen.predict, seed=args.seed)
@@ -192,7 +205,8 @@ def run_table1(args, result, path):
         row["paper_within_0.1_percent"] = PAPER_TABLE1[round(row["target"], 1)]
         row["meets_paper"] = row["within_0.1_percent"] >= row["paper_within_0.1_percent"]
     train_mae = float(np.abs(gen.predict(x) - y).mean())
-    result["table1"] = {"n_train": len(x), "epochs": args.epochs1, "train_seconds": train_s,
+    result["table1"] = {"n_train": len(x), "epochs": args.epochs1, "batch_size": args.batch1,
+                        "seed": args.seed, "train_seconds": train_s,
                         "surrogate_train_mae": train_mae, "samples_per_target": args.n_samples1,
                         "latent_temperature": 1.0, "rows": rows}
     # the same model sampled with a narrower latent prior, z ~ N(0, T^2 I) (not the paper's)
@@ -221,7 +235,8 @@ def run_table2(args, result, path):
     pool_e = sets[max(sizes)][2]
     out = {"sizes": list(sizes), "pool_relaxations": args.relax2, "build_seconds": build_s,
            "samples_per_target": args.n_samples2, "inverter": {
-               "n_init": args.n_init2, "n_hops": args.n_hops2, "steps": args.steps2},
+               "n_init": args.n_init2, "n_hops": args.n_hops2, "steps": args.steps2,
+               "time_limit_s": args.time_limit2, "polish": "L-BFGS, 3 best"},
            "sets": {}}
     for size in sizes:
         images, fp, e = sets[size]
@@ -233,7 +248,8 @@ def run_table2(args, result, path):
                                          epochs=epochs, seed=args.seed)
         gen = job.result()
         inv = ACSFInverter(desc, n_init=args.n_init2, n_hops=args.n_hops2, steps=args.steps2,
-                           lr=args.lr, pooling=("max", "min"), random_state=args.seed)
+                           lr=args.lr, pooling=("max", "min"), random_state=args.seed,
+                           time_limit=args.time_limit2)
         # the filter threshold: losses of reconstructing real training fingerprints
         ref_losses = []
         for fpi in fp[:args.n_ref2]:
@@ -317,16 +333,26 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--r-cut", type=float, default=6.0)
-    p.add_argument("--n-init", type=int, default=10)
-    p.add_argument("--n-hops", type=int, default=5)
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--n-init", type=int, default=40, help="per-atom, clusters and molecules")
+    p.add_argument("--n-init-periodic", type=int, default=10, help="per-atom, crystals")
+    p.add_argument("--n-hops", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--patience", type=int, default=100)
+    p.add_argument("--weights", default="auto", help="per-atom feature weights (auto|none)")
+    p.add_argument("--n-init-pooled", type=int, default=10)
+    p.add_argument("--n-hops-pooled", type=int, default=5)
+    p.add_argument("--steps-pooled", type=int, default=150)
+    p.add_argument("--time-limit", type=float, default=30.0,
+                   help="seconds per reconstruction (inverter time_limit)")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--n-pt10", type=int, default=20)
     p.add_argument("--recon-budget", type=float, default=900.0, help="seconds for part recon")
     p.add_argument("--epochs1", type=int, default=300)
+    p.add_argument("--batch1", type=int, default=16,
+                   help="cVAE batch size for Table 1 (paper: 64; 16 = 4x the optimiser steps)")
     p.add_argument("--n-samples1", type=int, default=300)
     p.add_argument("--shared-pt10", default=None)
-    p.add_argument("--temperatures1", default="0.5",
+    p.add_argument("--temperatures1", default="0.7",
                    help="extra latent temperatures evaluated for Table 1 (paper: 1.0 only)")
     p.add_argument("--sizes2", default="300,3000,30000")
     p.add_argument("--relax2", type=int, default=None,
@@ -337,9 +363,12 @@ def main(argv=None):
     p.add_argument("--n-init2", type=int, default=10)
     p.add_argument("--n-hops2", type=int, default=5)
     p.add_argument("--steps2", type=int, default=150)
+    p.add_argument("--time-limit2", type=float, default=20.0)
     p.add_argument("--merge", nargs="+", default=None,
                    help="merge the JSON files of runs made part by part into --out (+ PNG)")
     args = p.parse_args(argv)
+    if args.weights == "none":
+        args.weights = None
     if args.merge:
         merged = {"runs": []}
         for f in args.merge:

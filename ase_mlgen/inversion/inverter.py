@@ -170,6 +170,9 @@ class ACSFInverter:
         bonding distances, atom by atom) or ``"box"`` (uniform in the compact box, the paper's);
         ``"auto"``: grown for per-atom fingerprints, box for pooled ones (measured better for
         each). Periodic structures always start uniform in the cell.
+    time_limit:
+        seconds: no new step or hop starts after it (the polish gets a share of the remaining
+        time, at least a few iterations); ``None``: no limit.
     relocate:
         per-atom fingerprints: atoms moved to random places by every other hop, chosen with
         probability proportional to the error of their fingerprint row.
@@ -188,7 +191,7 @@ class ACSFInverter:
                  tol: float = 3e-4, loss_threshold: float | None = None,
                  feature_weights=None, assign_every: int = 20, packing: float = 1.45,
                  patience: int = 40, polish: int = 300, polish_top: int = 3, relocate: int = 2,
-                 init: str = "auto",
+                 init: str = "auto", time_limit: float | None = None,
                  device: str | torch.device = "auto",
                  dtype: torch.dtype = torch.float64,
                  random_state=None, verbose: bool = False):
@@ -220,6 +223,7 @@ class ACSFInverter:
         if init == "auto":
             init = "grow" if pooling is None else "box"
         self.init = init
+        self.time_limit = None if time_limit is None else float(time_limit)
         self.device = resolve_device(device)
         self.dtype = dtype
         self.rng = (random_state if isinstance(random_state, np.random.Generator)
@@ -348,6 +352,8 @@ class ACSFInverter:
                     if step > 0 and np.all(stage_best > 0.99 * last_check):
                         break
                     last_check = stage_best.copy()
+                if self._out_of_time(t0, 0.8):
+                    break
                 pos.grad = None
                 loss.sum().backward()
                 opt.step(lr)
@@ -358,13 +364,13 @@ class ACSFInverter:
             if self.verbose:
                 print(f"stage {stage}: best {best_loss.min():.3e} "
                       f"({time.perf_counter() - t0:.1f} s)")
-            if best_loss.min() < tol_abs:
+            if best_loss.min() < tol_abs or self._out_of_time(t0, 0.8):
                 break
 
         if self.polish:
             top = np.argsort(best_loss)[:min(self.polish_top, B)]
             new_pos, new_loss = self._polish(best_pos[top], target, numbers, cell_np, periodic,
-                                             pbc_arg, weights, species_groups)
+                                             pbc_arg, weights, species_groups, t0)
             better = new_loss < best_loss[top]
             best_pos[top[better]] = new_pos[better]
             best_loss[top[better]] = new_loss[better]
@@ -416,7 +422,12 @@ class ACSFInverter:
                 start[b, idx] = centre + (self.rng.random((k, 3)) - 0.5) * length
         return start
 
-    def _polish(self, pos0, target, numbers, cell_np, periodic, pbc_arg, weights, groups):
+    def _out_of_time(self, t0: float, share: float = 1.0) -> bool:
+        return (self.time_limit is not None
+                and time.perf_counter() - t0 > share * self.time_limit)
+
+    def _polish(self, pos0, target, numbers, cell_np, periodic, pbc_arg, weights, groups,
+                t0=None):
         """L-BFGS (scipy) on the summed squared fingerprint differences of a small batch;
         returns the positions and their L1 losses (the search's measure)."""
         from scipy.optimize import minimize
@@ -462,9 +473,16 @@ class ACSFInverter:
                 g = torch.nan_to_num(pos_t.grad).cpu().numpy().ravel()
                 return float(f.detach()), g
 
+            maxiter = self.polish // 2 or 1
+            if self.time_limit is not None and t0 is not None:
+                t1 = time.perf_counter()
+                fun(x.ravel())
+                per_eval = time.perf_counter() - t1
+                left = self.time_limit - (time.perf_counter() - t0)
+                maxiter = int(min(maxiter, max(left / 2 / (1.3 * per_eval), 5)))
             res = minimize(fun, x.ravel(), jac=True, method="L-BFGS-B",
-                           options={"maxiter": self.polish // 2 or 1, "gtol": 1e-12,
-                                    "ftol": 1e-16, "maxcor": 30})
+                           options={"maxiter": maxiter, "maxfun": int(1.3 * maxiter) + 5,
+                                    "gtol": 1e-12, "ftol": 1e-16, "maxcor": 30})
             x_new = res.x.reshape(x.shape)
             if not np.all(np.isfinite(x_new)):
                 break
