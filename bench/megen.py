@@ -63,6 +63,23 @@ def relaxed_random_minima(n_atoms: int, n_relax: int, seed: int, calc_spec: str)
     return minima, report
 
 
+def dataset_minima(db: str, n_atoms: int) -> list:
+    """The unique teacher minima of one size in a cluster dataset (``final=1`` rows), lowest
+    first, with ``info["energy"]`` (eV)."""
+    from ase_mlgen.data.clusters import load_dataset
+    from ase_mlgen.generators.megen import unique
+
+    minima = []
+    for a in load_dataset(db, f"final=1,natoms={n_atoms}"):
+        e = float(a.get_potential_energy())
+        a.calc = None
+        a.info = {"energy": e}
+        minima.append(a)
+    if not minima:
+        raise SystemExit(f"no relaxed Ga{n_atoms} in {db}")
+    return unique(sorted(minima, key=lambda a: a.info["energy"]), energy_tol=0.02)
+
+
 def _minima(db, name, seed):
     from ase_mlgen.search.storage import SearchStorage
 
@@ -143,6 +160,23 @@ def stage_train(args) -> None:
     seed_file = PARTS / "train_seeds.xyz"
     t0 = time.perf_counter()
     seed_relax = 0
+    if not seed_file.exists() and args.seed_db:
+        # the teacher minima of a cluster dataset (ase-mlgen dataset clusters): the three lowest
+        # of every size from 4 to max_atoms - 1 — no new teacher relaxations needed
+        from ase_mlgen.data.clusters import load_dataset
+
+        images = []
+        finals = load_dataset(args.seed_db, "final=1")
+        for n in range(4, args.max_atoms):
+            of_n = sorted((a for a in finals if len(a) == n),
+                          key=lambda a: a.get_potential_energy())[:3]
+            for a in of_n:
+                a.calc = None
+            images += of_n
+        if not images:
+            raise SystemExit(f"no relaxed clusters of 4-{args.max_atoms - 1} atoms in "
+                             f"{args.seed_db}")
+        _save_seeds(seed_file, images)
     if not seed_file.exists():
         images = []
         for n in range(4, 20, 3):
@@ -157,11 +191,13 @@ def stage_train(args) -> None:
     resume = (run / "config.json").exists()
     megen.train(run, seeds=list(read(seed_file, ":")), calculator=args.reward,
                 iterations=args.iterations, episodes=args.episodes, minibatch=args.episodes,
-                ppo_epochs=4, max_atoms=20, threads=1, device="cpu", resume=resume)
+                ppo_epochs=4, max_atoms=args.max_atoms, threads=1, device="cpu",
+                resume=resume)
     train_seconds = time.perf_counter() - t1
     megen.save(PARTS / "megen_ga.pt")
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     _write_part("train", {"reward": args.reward, "iterations": args.iterations,
+                          "seed_db": args.seed_db, "max_atoms": args.max_atoms,
                           "episodes": args.episodes, "train_seconds": train_seconds,
                           "seed_seconds": seed_seconds, "seed_relaxations": seed_relax,
                           "first_return": records[0]["mean_return"],
@@ -178,7 +214,7 @@ def _model_options(args) -> dict:
     deadline = time.time() + args.wait_model
     while not model.exists() and not args.untrained and time.time() < deadline:
         time.sleep(10)
-    opts = {"oversample": str(args.oversample), "reward": args.reward}
+    opts = {"oversample": str(args.oversample), "reward": args.reward, "beam": str(args.beam)}
     if model.exists() and not args.untrained:
         opts["model"] = str(model)
     return opts
@@ -190,7 +226,10 @@ def stage_table1(args) -> None:
     out = {}
     for n in args.table1:
         t0 = time.perf_counter()
-        seeds, seed_rep = relaxed_random_minima(n - 1, args.seed_relax, 7 + n, _teacher())
+        if args.seed_db:
+            seeds, seed_rep = dataset_minima(args.seed_db, n - 1), {"relaxations": 0}
+        else:
+            seeds, seed_rep = relaxed_random_minima(n - 1, args.seed_relax, 7 + n, _teacher())
         emin = seeds[0].info["energy"]
         seeds = [s for s in seeds if s.info["energy"] <= emin + 1.0][:5]
         seed_path = PARTS / f"seeds_Ga{n - 1}.xyz"
@@ -388,6 +427,12 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=120)
     p.add_argument("--episodes", type=int, default=64)
     p.add_argument("--train-seed-relax", type=int, default=6)
+    p.add_argument("--seed-db", default=None,
+                   help="take the training seeds from the relaxed rows of this cluster dataset "
+                        "(ase-mlgen dataset clusters) instead of new random searches")
+    p.add_argument("--max-atoms", type=int, default=20, help="largest cluster grown in training")
+    p.add_argument("--parts", default=str(RESULTS / "megen_parts"),
+                   help="folder of the stage results and the trained model")
     p.add_argument("--table1", type=int, nargs="+", default=[8, 18, 30])
     p.add_argument("--budget", type=int, default=100)
     p.add_argument("--seed-relax", type=int, default=20)
@@ -396,7 +441,10 @@ def main(argv=None) -> int:
     p.add_argument("--race", type=int, nargs="+", default=[13, 18, 20])
     p.add_argument("--race-budget", type=int, default=200)
     p.add_argument("--n-seeds", type=int, default=5)
-    p.add_argument("--oversample", type=int, default=4)
+    p.add_argument("--oversample", type=int, default=4,
+                   help="MeGen proposes oversample x n candidates and keeps the n lowest by reward")
+    p.add_argument("--beam", type=int, default=4,
+                   help="width of MeGen's growth beam from a dimer when no seeds are known")
     p.add_argument("--untrained", action="store_true")
     p.add_argument("--wait-model", type=float, default=0.0,
                    help="seconds to wait for the trained model of a parallel train stage")
@@ -412,6 +460,8 @@ def main(argv=None) -> int:
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
     args.reward = args.reward or _teacher()
+    global PARTS
+    PARTS = Path(args.parts)
     _threads()
     for stage in args.stage:
         globals()[f"stage_{stage}"](args)
