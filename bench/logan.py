@@ -230,10 +230,16 @@ def c5h12o(args, report):
 
     # filter 2: bond-graph aware. Structures whose unrelaxed bond graph is already a valid
     # C5H12O come first, at most one per isomer (PCA + k-means over them); the rest of the k
-    # relaxations go to the paper filter's picks among the other structures.
+    # relaxations go to the paper filter's picks among the other structures; with --sane, only
+    # among those that are one connected molecule at 1.3 x the covalent radii with no atom over
+    # its valence (a cheap sanity check of the unrelaxed structure; no relaxation involved).
     names_by_index = dict(enumerate(raw_names))
     valid_idx = [i for i, n in names_by_index.items() if n]
-    other_idx = [i for i, n in names_by_index.items() if not n]
+    if args.sane:
+        sane = [i for i, n in names_by_index.items() if not n and _sane(pool[i])]
+    else:
+        sane = [i for i, n in names_by_index.items() if not n]
+    other_idx = sane
     per_k_graph = []
     graph_s = classify_s
     for k in args.ks:
@@ -317,6 +323,8 @@ def c5h12o(args, report):
         "load_average_at_end": os.getloadavg(),
         "per_k_paper_filter": per_k,
         "per_k_graph_filter": per_k_graph,
+        "graph_filter_sane_check": bool(args.sane),
+        "sane_unrelaxed": len(sane) if args.sane else None,
         "per_k_random_unfiltered": control,
         "isomers_found_any": all_found,
         "isomers_missing": sorted(set(C5H12O_ISOMERS) - set(all_found)),
@@ -332,6 +340,19 @@ def c5h12o(args, report):
     }
     if pca_info is not None:
         _plot_pca(pca_info, relaxed, Path(args.out) / "logan_pca.png", args.plot_k)
+
+
+def _sane(atoms, scale=1.3):
+    """One connected molecule at ``scale`` x the covalent radii, no atom over its valence."""
+    import networkx as nx
+
+    from ase_mlgen.structures.molecules import VALENCE, bond_graph
+
+    graph = bond_graph(atoms, scale)
+    if not nx.is_connected(graph):
+        return False
+    return all(graph.degree[i] <= VALENCE.get(d["symbol"], 99)
+               for i, d in graph.nodes(data=True))
 
 
 def _plot_pca(pca_info, relaxed, path, k):
@@ -469,7 +490,8 @@ def sio2(args, report):
                    for a in train if len(a) > 1)
         t0 = time.perf_counter()
         model = LoGAN(random_state=args.seed, epochs=args.sio2_epochs, lr_generator=args.lr,
-                      lr_critic=args.lr, r_cut=args.sio2_rcut, n_max=4, max_neighbours=12,
+                      lr_critic=args.lr, r_cut=args.sio2_rcut, n_max=args.sio2_nmax,
+                      max_neighbours=12,
                       rattle=args.sio2_rattle, device="cpu")
         model.fit(train, composition=held, cell=held.cell.array, pbc=True)
         train_s = time.perf_counter() - t0
@@ -541,6 +563,8 @@ def sio2(args, report):
                            < rd.get("median_energy_per_atom", -np.inf)),
                        "load_average": os.getloadavg()}
         print(json.dumps({target: out[target]}, default=str), flush=True)
+        report["sio2"] = {"targets": dict(out), "partial": True}
+        write_report(args, dict(report))
     report["sio2"] = {"calculator": ("BKS pair potential (ase_mlgen.generators.logan.bks), "
                                      "fixed cell" if calculator is BKS else str(calculator)),
                       "fmax": args.fmax, "max_steps": args.sio2_steps,
@@ -561,6 +585,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--snapshot-every", dest="snapshot_every", type=int, default=0)
     p.add_argument("--snapshot-start", dest="snapshot_start", type=int, default=0)
+    p.add_argument("--sane", action="store_true",
+                   help="graph filter: fill up only from connected, not over-bonded structures")
     p.add_argument("--control", type=int, default=0,
                    help="also relax this many unfiltered random picks of the pool")
     p.add_argument("--epochs", type=int, default=1500)
@@ -580,7 +606,8 @@ def main(argv=None):
                    help="targets (e.g. mp-546794) or 'all'")
     p.add_argument("--sio2-calculator", default="bks",
                    help="bks (classical pair potential, fast) or a calculator spec (xtb, ...)")
-    p.add_argument("--sio2-rcut", type=float, default=5.0)
+    p.add_argument("--sio2-rcut", type=float, default=4.0)
+    p.add_argument("--sio2-nmax", type=int, default=4)
     p.add_argument("--sio2-refs", type=int, default=5)
     p.add_argument("--sio2-epochs", type=int, default=400)
     p.add_argument("--sio2-rattle", type=int, default=2)
@@ -600,7 +627,21 @@ def main(argv=None):
     if args.sio2:
         sio2(args, report)
     report["total_seconds"] = round(time.perf_counter() - t0, 1)
+    write_report(args, report)
+
+
+def write_report(args, report):
+    """Write ``logan.json``, keeping the parts of an earlier run that this one did not redo."""
+    report["load_average_at_end"] = os.getloadavg()
     path = Path(args.out) / "logan.json"
+    if path.is_file():  # keep the parts of an earlier run that this one did not redo
+        old = json.loads(path.read_text())
+        for part in ("c5h12o", "sio2"):
+            if part in old and part not in report:
+                report[part] = old[part]
+                report[part].setdefault("bench_settings", old.get("settings"))
+                report.setdefault("kept_from_earlier_run", []).append(
+                    {"part": part, "started": old.get("started")})
     path.write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {path}")
 

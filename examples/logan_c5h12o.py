@@ -1,9 +1,10 @@
 """LoGAN at small scale: C5H12O isomers from C4H10O and C6H14O molecules (none is C5H12O).
 
     python examples/logan_c5h12o.py [--data ../shared/data/logan/C5H12O/C5H12O_training.extxyz]
-                                    [--models 2] [--epochs 300] [--k 15]
+                                    [--models 2] [--epochs 600] [--k 15]
 
-Trains a small ensemble, generates candidates, keeps k representatives (PCA + k-means), relaxes
+Trains a small ensemble (keeping generator snapshots every 50 epochs from epoch 350, which are
+all sampled: the generator visits different isomers while it trains), generates candidates, keeps k representatives (PCA + k-means), relaxes
 them with GFN2-xTB (extra ``xtb``; skipped with a message when tblite is missing) and prints the
 C5H12O isomers found. The paper's scale (60,000 epochs per model, 12 models) needs a GPU; this
 runs in minutes on a CPU and finds fewer isomers. ``bench/logan.py`` is the full experiment.
@@ -23,7 +24,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--models", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=600)
     p.add_argument("--per-model", type=int, default=1000)
     p.add_argument("--k", type=int, default=15)
     p.add_argument("--out", default="runs/logan_c5h12o")
@@ -45,13 +46,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     job = train_ensemble(images, "C5H12O", None, run_dir=args.out, n_models=args.models,
                          resume=Path(args.out, "config.json").exists(), epochs=args.epochs,
-                         lr_generator=1e-3, lr_critic=1e-3)
+                         lr_generator=1e-3, lr_critic=1e-3, snapshot_every=50,
+                         snapshot_start=min(350, args.epochs))
     result = job.result()
     ensemble = result if isinstance(result, LoGANEnsemble) else LoGANEnsemble([result])
     print(f"trained {len(ensemble)} models in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
-    pool = ensemble.generate(args.per_model * len(ensemble), random_state=0)
+    pool = ensemble.generate(args.per_model * len(ensemble), random_state=0, snapshots=True)
     print(f"generated {len(pool)} structures in {time.perf_counter() - t0:.2f} s")
     picked = representatives(pool, args.k)
     print(f"{len(picked)} representatives")
