@@ -3,8 +3,8 @@
 Vilhelmsen & Hammer, J. Chem. Phys. 141, 044711 (2014), as in ASE's GA tutorial, except that the
 start population is the same compact random starts the other methods use (``random``, ``bh`` and
 ``mh`` start from start 0; ``StartGenerator`` took ~0.4 s a Ga13 start, 2 % of a 5-relaxation GAP
-run), then cut-and-splice pairing, mirror / rattle (/ permutation for
-alloys) mutations, and a ``Population`` with the interatomic-distance comparator. The GA keeps its
+run), then cut-and-splice pairing, rattle (/ permutation for alloys) mutations (mirror on
+request, see below), and a ``Population`` with the interatomic-distance comparator. The GA keeps its
 own state in an ``ase_ga`` database; every relaxation is also reported to the run's recorder
 like every other method.
 
@@ -172,7 +172,7 @@ def run_genetic_algorithm(problem) -> None:
                 fresh = start(pop_size + recorder.relaxations + extra_starts)
                 fresh.info["key_value_pairs"] = {"generation": da.get_generation_number()}
                 fresh.info["data"] = {"parents": []}
-                da.add_unrelaxed_candidate(fresh, description="StartGenerator:random")
+                da.add_unrelaxed_candidate(fresh, description="random start")
                 relax_and_add(da.get_an_unrelaxed_candidate())
                 population.update()
                 continue
