@@ -61,6 +61,32 @@ def test_reconstruct_molecule(pooling):
     assert cluster_rmsd(atoms, rec) < 0.1
 
 
+def test_grown_initial_clusters_are_connected_at_bonding_distances():
+    from ase.data import covalent_radii
+
+    inv = ACSFInverter(small_acsf(["Pt"]), random_state=3)
+    assert inv.init == "grow"
+    assert ACSFInverter(small_acsf(["Pt"]), pooling=("max", "min")).init == "box"
+    pos = inv._initial_positions(np.array([78] * 10), None, 4)
+    assert pos.shape == (4, 10, 3)
+    bond = 2 * covalent_radii[78]
+    for p in pos:
+        d = np.linalg.norm(p[:, None] - p[None], axis=-1) + np.eye(10) * 99
+        assert d.min() >= 0.85 * bond - 1e-9       # no overlapping atoms
+        assert np.all(d.min(axis=1) <= 1.1 * bond + 1e-9)  # every atom bonded to another
+
+
+def test_polish_reaches_the_exact_minimum():
+    atoms = molecule("CH4")
+    desc = small_acsf(["H", "C"])
+    rough = ACSFInverter(desc, n_init=4, n_hops=0, steps=150, polish=0, random_state=0)
+    fine = ACSFInverter(desc, n_init=4, n_hops=0, steps=150, random_state=0)
+    a, b = rough.reconstruct_from(atoms), fine.reconstruct_from(atoms)
+    assert b.info["relative_loss"] < 1e-5
+    assert b.info["relative_loss"] < 0.1 * a.info["relative_loss"]
+    assert cluster_rmsd(atoms, b) < 0.01
+
+
 def test_reconstruct_periodic():
     atoms = bulk("NaCl", "rocksalt", a=5.64)  # 2-atom primitive cell
     inv = ACSFInverter(small_acsf(["Na", "Cl"], r_cut=5.0), n_init=4, n_hops=2, steps=100,

@@ -172,7 +172,7 @@ def run_genetic_algorithm(problem) -> None:
                 fresh = start(pop_size + recorder.relaxations + extra_starts)
                 fresh.info["key_value_pairs"] = {"generation": da.get_generation_number()}
                 fresh.info["data"] = {"parents": []}
-                da.add_unrelaxed_candidate(fresh, description="random start")
+                da.add_unrelaxed_candidate(fresh, description="start: random")
                 relax_and_add(da.get_an_unrelaxed_candidate())
                 population.update()
                 continue
