@@ -53,6 +53,23 @@ def test_dataset_rows_and_resume(cu_db, tmp_path):
     assert more["relaxations"] == 2 and connect(cu_db).count() > n
 
 
+def test_frames_from_the_late_part_of_the_path(cu_db):
+    from ase_mlgen.data.clusters import choose_frames
+
+    path = [100.0, 40.0, 12.0, 6.0, 3.0, 1.0, 0.5, 0.0]   # eV along a relaxation, last = final
+    assert choose_frames(path, 3, None, 10) == [0, 2, 4]    # whole path, the start first
+    assert choose_frames(path, 3, 0.6, 10) == [3, 4, 5]     # only frames within 6 eV of the end
+    assert choose_frames(path, 9, 0.6, 10) == [3, 4, 5, 6]  # at most every frame once
+    assert choose_frames(path, 3, 0.001, 10) == []           # nothing in the window
+    con = connect(cu_db)
+    assert con.metadata["frame_window"] == 0.1
+    for row in con.select(final=0):
+        assert 0 <= row.e_above_final <= 0.1 * row.natoms
+    with pytest.raises(ValueError, match="frame_window"):
+        build_cluster_dataset("Cu", "6-7", 4, "emt", cu_db, frames=2, steps=15, seed=1,
+                              frame_window=None, progress=False)
+
+
 def test_duplicate_minima_removed(tmp_path):
     db = tmp_path / "dup.db"
     # Cu4 relaxes to the same tetrahedron from every start

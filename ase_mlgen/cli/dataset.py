@@ -12,6 +12,8 @@ def run_clusters(args: argparse.Namespace) -> int:
                                     args.db, frames=args.frames, workers=args.workers,
                                     seed=args.seed, fmax=args.fmax, steps=args.steps,
                                     min_distance=args.min_distance, packing=args.packing,
+                                    frame_window=None if args.frame_window == "all"
+                                    else float(args.frame_window),
                                     progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
@@ -34,10 +36,13 @@ def register(subparsers) -> None:
     c.add_argument("--db", required=True, help="output ase.db file (completed if it exists)")
     c.add_argument("--frames", type=int, default=3,
                    help="frames per relaxation path besides the final structure (default 3)")
+    c.add_argument("--frame-window", default="0.1", metavar="EV_PER_ATOM",
+                   help="take path frames only within this many eV/atom of the final energy "
+                        "(default 0.1); 'all': evenly along the whole path from the random start")
     c.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--fmax", type=float, default=0.05, help="relaxation force limit, eV/Å")
-    c.add_argument("--steps", type=int, default=200, help="relaxation step limit (default 200)")
+    c.add_argument("--steps", type=int, default=1000, help="relaxation step limit (default 1000)")
     c.add_argument("--min-distance", type=float, default=0.7,
                    help="closest pair of a random start, fraction of the bond length")
     c.add_argument("--packing", type=float, default=0.45,
