@@ -327,3 +327,25 @@ def test_dense_and_sparse_three_body_paths_agree_with_gradients():
     g_dense = torch.autograd.grad((dense * weights).sum(), pos, retain_graph=True)[0]
     g_sparse = torch.autograd.grad((sparse * weights).sum(), pos)[0]
     torch.testing.assert_close(g_dense, g_sparse)
+
+
+def test_moment_form_of_g5_equals_the_pair_sums_with_gradients():
+    """G5 from the separable moments (O(M) per atom) equals the sum over neighbour pairs."""
+    g5 = [[0.005, 1, -1], [0.005, 4, 1], [0.3, 2, 1], [0.1, 16, -1]]
+    for atoms, species, periodic in [(alloy_cluster(), ["Cu", "Au"], False),
+                                     (crystal(), ["Na", "Cl"], True)]:
+        atoms = atoms.copy()
+        atoms.rattle(0.05, seed=2)
+        pairs = ACSF(species, 5.0, g2_params=G2, g5_params=g5, three_body="pairs")
+        moments = ACSF(species, 5.0, g2_params=G2, g5_params=g5, three_body="moments")
+        pos = torch.tensor(atoms.positions, requires_grad=True)
+        cell = torch.tensor(np.asarray(atoms.cell)) if periodic else None
+        a = pairs.forward(pos, atoms.numbers, cell, periodic)
+        b = moments.forward(pos, atoms.numbers, cell, periodic)
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+        w = torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        ga = torch.autograd.grad((a * w).sum(), pos)[0]
+        gb = torch.autograd.grad((b * w).sum(), pos)[0]
+        torch.testing.assert_close(ga, gb, rtol=1e-8, atol=1e-9)
+    with pytest.raises(ValueError, match="moments"):
+        ACSF(["Cu"], 5.0, g4_params=G4, g5_params=g5, three_body="moments")

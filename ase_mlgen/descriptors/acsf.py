@@ -22,9 +22,18 @@ Layout of one atom's vector (species ordered by atomic number, as DScribe does):
 (0,0), (1,0), (1,1), (2,0), (2,1), (2,2), ... (index ``a (a + 1) / 2 + b`` for ``a >= b``). The
 parameter lists are used in exactly the order given. ``g1=False`` (not a DScribe option) drops
 the G1 entries, which gives the 190-value-per-atom layout of the Pt10 ACSF-inversion data.
+
+Three-body sums are computed over neighbour pairs (dense or sparse), or — for G5 with small
+integer ``zeta`` and no G4 — in the separable **moment form**: with ``w_j = exp(-eta r_ij^2)
+fc(r_ij)`` and unit vectors ``u_j``, ``(1 + lambda cos)^zeta`` is a polynomial in ``cos =
+u_j . u_k`` and ``sum_{j,k} w_j w_k (u_j . u_k)^n = sum_{|a|=n} n!/(a!) M_a^2`` with the moments
+``M_a = sum_j w_j u_j^a`` (monomials ``u_x^a1 u_y^a2 u_z^a3``); the ``j = k`` terms (``cos = 1``)
+are subtracted. Cost per atom ``O(M)`` instead of ``O(M^2)`` in the number of neighbours ``M``;
+the same numbers to rounding. ``three_body="auto"`` picks the cheaper form.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -67,6 +76,8 @@ class ACSF(LocalDescriptor):
     g3_params : values ``kappa [1/Å]``.
     g4_params, g5_params : rows ``(eta [1/Å²], zeta, lambda)``.
     g1 : include G1 (DScribe always does; False gives the Pt10 ACSF-inversion layout).
+    three_body : ``"auto"`` (cheaper of the two), ``"pairs"`` (sums over neighbour pairs) or
+        ``"moments"`` (separable moment form; G5 with integer ``zeta`` <= 16 and no G4 only).
     dtype, device : torch dtype (float64 by default) and device of the computation.
 
     See the module docstring for definitions and the feature layout (identical to
@@ -74,8 +85,8 @@ class ACSF(LocalDescriptor):
     """
 
     def __init__(self, species, r_cut: float, g2_params=None, g3_params=None, g4_params=None,
-                 g5_params=None, *, g1: bool = True, dtype: torch.dtype = torch.float64,
-                 device="cpu"):
+                 g5_params=None, *, g1: bool = True, three_body: str = "auto",
+                 dtype: torch.dtype = torch.float64, device="cpu"):
         super().__init__(species, r_cut, dtype=dtype, device=device)
         self.g1 = bool(g1)
         self.g2_params = _as_params(g2_params, 2, "g2_params")
@@ -95,6 +106,19 @@ class ACSF(LocalDescriptor):
         self._angles4, self._ang4_idx = self._unique_angles(self.g4_params)
         self._eta5_idx = np.searchsorted(self._etas, self.g5_params[:, 0])
         self._eta4_idx = np.searchsorted(self._etas, self.g4_params[:, 0])
+        # moment form of G5: possible for integer zeta <= 16 without G4
+        zetas = self.g5_params[:, 1]
+        self._moments_ok = bool(len(self.g5_params) and not len(self.g4_params)
+                                and np.all(zetas == np.round(zetas)) and np.all(zetas >= 1)
+                                and np.all(zetas <= 16))
+        if three_body not in ("auto", "pairs", "moments"):
+            raise ValueError("three_body must be 'auto', 'pairs' or 'moments'")
+        if three_body == "moments" and not self._moments_ok:
+            raise ValueError("three_body='moments' needs G5 with integer zeta in 1..16 and no G4")
+        self.three_body = three_body
+        if self._moments_ok:
+            self._max_degree = int(zetas.max())
+            self._monomials = _monomials(self._max_degree)
 
     @staticmethod
     def _unique_angles(params: np.ndarray):
@@ -128,7 +152,23 @@ class ACSF(LocalDescriptor):
             width = max(len(self._angles5) * len(self._etas) * self.n_pair_types,
                         2 * len(self.g4_params) * self.n_pair_types, len(self._angles5) + 4)
             three = n_atoms * n_pairs * width
+            if self._use_moments(m, mean_slots):
+                three = n_atoms * m * (len(self._monomials[0]) + 3) * len(self._etas) \
+                    * self.n_species
         return max(two, three, 1)
+
+    def _use_moments(self, m: int, mean_slots: float | None = None) -> bool:
+        """Whether the moment form of the three-body sums is used for ``m`` neighbour slots."""
+        if not self._moments_ok or self.three_body == "pairs":
+            return False
+        if self.three_body == "moments":
+            return True
+        pairs = m * (m - 1) / 2
+        if mean_slots is not None:
+            pairs = min(pairs, mean_slots * mean_slots)
+        pair_work = pairs * len(self._angles5) * len(self._etas) * self.n_pair_types
+        moment_work = m * len(self._monomials[0]) * len(self._etas) * self.n_species
+        return moment_work < pair_work
 
     def _angular(self, cos: torch.Tensor, angles: np.ndarray) -> torch.Tensor:
         """``2^-zeta (1 + lambda cos)^zeta`` for every (lambda, zeta) row, stacked on dim 1.
@@ -204,6 +244,8 @@ class ACSF(LocalDescriptor):
         r = nb.distances
         b, n, m = r.shape
         bn = b * n
+        if self._use_moments(m, float(nb.mask.sum()) / max(bn, 1)):
+            return self._three_body_moments(nb, fc, spec)
         jp, kp = torch.triu_indices(m, m, offset=1, device=r.device)
         mask = nb.mask.reshape(bn, m)
         pair_mask = mask[:, jp] & mask[:, kp]
@@ -334,6 +376,57 @@ class ACSF(LocalDescriptor):
                        slice(n4, n4 + n5))
         return 2.0 * out.reshape(bn, npt, self.n_angular)
 
+    def _three_body_moments(self, nb: Neighbours, fc: torch.Tensor, spec) -> torch.Tensor:
+        """G5 block ``(BN, T, n_g5)`` in the separable moment form (see the module docstring).
+
+        ``P_n = sum_{j<k} w_j w_k cos^n`` from the moments of degree ``n``; then
+        ``G5 = 2^(1-zeta) sum_n binom(zeta, n) lambda^n P_n``.
+        """
+        r = nb.distances
+        b, n, m = r.shape
+        bn = b * n
+        dt, dev = r.dtype, r.device
+        s, npt = self.n_species, self.n_pair_types
+        _, coef, degree = self._monomials
+        u = (nb.vectors / r[..., None]).reshape(bn, m, 3)
+        d = self._max_degree
+        x, y, z = u[..., 0:1], u[..., 1:2], u[..., 2:3]
+        deg = [torch.ones_like(x)]  # monomials of degree n, in the order of _monomials
+        for k in range(1, d + 1):
+            prev = deg[-1]
+            deg.append(torch.cat([x * prev, y * prev[..., -k:], z * prev[..., -1:]], dim=-1))
+        mono = torch.cat(deg, dim=-1)  # (BN, M, K)
+        etas = torch.as_tensor(self._etas, dtype=dt, device=dev)
+        rr = r.reshape(bn, m)
+        w = torch.exp(-etas * (rr * rr)[..., None]) * fc[..., None]  # (BN, M, E)
+        ne = len(etas)
+        if spec is not None:
+            onehot = torch.nn.functional.one_hot(spec, s).to(dt)  # (BN, M, S)
+            w = (w[..., :, None] * onehot[..., None, :]).reshape(bn, m, ne * s)
+        mom = (w.transpose(1, 2) @ mono).transpose(1, 2).reshape(bn, -1, ne, s)  # (BN,K,E,S)
+        self_sq = ((w * w).sum(1)).reshape(bn, ne, s)  # sum_j w_j^2 (cos = 1 terms)
+        coef_t = torch.as_tensor(coef, dtype=dt, device=dev)
+        deg_t = torch.as_tensor(degree, device=dev)
+        # S_n^{AB} = sum_{deg a = n} coef_a M_a^A M_a^B: (BN, D+1, E, S, S)
+        prod = coef_t[None, :, None, None, None] * mom[..., :, None] * mom[..., None, :]
+        full = prod.new_zeros(bn, d + 1, ne, s, s).index_add_(1, deg_t, prod)
+        hi, lo = np.tril_indices(s)  # pair types in DScribe's order hi (hi+1)/2 + lo
+        order = np.argsort(hi * (hi + 1) // 2 + lo)
+        hi, lo = hi[order], lo[order]
+        pairs = full[..., hi, lo]  # (BN, D+1, E, T)
+        same = torch.as_tensor(hi == lo, device=dev)
+        diag = self_sq[..., lo]  # (BN, E, T): used only where hi == lo
+        pairs = torch.where(same, 0.5 * (pairs - diag[:, None]), pairs)
+        # G5 per parameter row
+        out = []
+        for eta, zeta, lam in self.g5_params:
+            k = int(round(zeta))
+            ei = int(np.searchsorted(self._etas, eta))
+            c = torch.as_tensor([math.comb(k, j) * float(lam) ** j for j in range(k + 1)],
+                                dtype=dt, device=dev)
+            out.append(2.0 ** (1 - k) * (c[None, :, None] * pairs[:, :k + 1, ei]).sum(1))
+        return torch.stack(out, dim=-1)  # (BN, T, n_g5)
+
     # -- pooled global fingerprint ------------------------------------------------------------
     def pooled_batch(self, positions, numbers, cell=None, pbc=None,
                      pooling: Sequence[str] = ("max", "min")) -> torch.Tensor:
@@ -350,6 +443,22 @@ class ACSF(LocalDescriptor):
         """Pooled fingerprints of many structures, ``(n_images, len(pooling) * F)``, batched."""
         fn = lambda p, z, c, pbc: self.pooled_batch(p, z, c, pbc, pooling)  # noqa: E731
         return np.stack(self._batched(images, fn))
+
+
+def _monomials(max_degree: int):
+    """Exponents ``(a1, a2, a3)`` of all monomials of degree 0..``max_degree``, their
+    multinomial coefficients ``n! / (a1! a2! a3!)`` and degrees."""
+    exps, coef, degree = [], [], []
+    for n in range(max_degree + 1):
+        for a1 in range(n, -1, -1):
+            for a2 in range(n - a1, -1, -1):
+                a3 = n - a1 - a2
+                exps.append((a1, a2, a3))
+                coef.append(math.factorial(n) // (math.factorial(a1) * math.factorial(a2)
+                                                  * math.factorial(a3)))
+                degree.append(n)
+    return np.array(exps, dtype=np.int64), np.array(coef, dtype=np.float64), \
+        np.array(degree, dtype=np.int64)
 
 
 def _int_power(base: torch.Tensor, k: int, cache: dict, lam) -> torch.Tensor:
