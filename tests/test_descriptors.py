@@ -240,6 +240,21 @@ def test_spherical_bessel_radial_basis_is_orthonormal_and_smooth_at_the_cutoff()
     assert np.abs(val.detach().numpy()).max() < 1e-10 and abs(float(grad)) < 1e-5
 
 
+def test_spherical_bessel_table_matches_the_closed_form():
+    desc = SphericalBessel(["C", "H"], 5.0, n_max=4)
+    r = torch.linspace(0.0, 5.2, 20001, dtype=torch.float64, requires_grad=True)
+    table, exact = desc.radial_functions(r), desc.radial_functions(r, exact=True)
+    np.testing.assert_allclose(table.detach().numpy(), exact.detach().numpy(), atol=1e-11)
+    g_table = torch.autograd.grad(table.sum(), r)[0]
+    g_exact = torch.autograd.grad(exact.sum(), r)[0]
+    np.testing.assert_allclose(g_table.numpy(), g_exact.numpy(), atol=1e-8)
+    atoms = molecule("CH3CH2OH")[[0, 1, 3, 4, 5, 6, 7, 8]]   # C and H only
+    direct = SphericalBessel(["C", "H"], 5.0, n_max=4, table_intervals=None)
+    np.testing.assert_allclose(desc.compute(atoms), direct.compute(atoms), atol=1e-10)
+    with pytest.raises(ValueError, match="table_intervals"):
+        SphericalBessel(["C"], 5.0, table_intervals=3)
+
+
 def test_spherical_bessel_layout_and_average():
     desc = SphericalBessel(["O", "H"], 4.0, n_max=3, max_neighbours=4)
     assert desc.species == ["H", "O"]

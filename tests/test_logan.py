@@ -57,6 +57,27 @@ def test_generator_and_critic_shapes():
         [256, 128, 64, 32, 1]
 
 
+def test_critic_input_gradient_equals_autograd():
+    torch.manual_seed(1)
+    critic = Critic(17, hidden=(32, 16, 8), negative_slope=0.2).double()
+    x = torch.randn(4, 6, 17, dtype=torch.float64)
+    mid = x.clone().requires_grad_(True)
+    (reference,) = torch.autograd.grad(critic(mid).sum(), mid, create_graph=True)
+    analytic = critic.input_gradient(x)
+    torch.testing.assert_close(analytic, reference)
+    # the penalty's gradient with respect to the weights is the same, too
+    params = list(critic.parameters())
+    ref_grads = torch.autograd.grad(((reference.norm(dim=-1) - 1) ** 2).mean(), params,
+                                    allow_unused=True)
+    new_grads = torch.autograd.grad(((analytic.norm(dim=-1) - 1) ** 2).mean(), params,
+                                    allow_unused=True)
+    for a, b in zip(ref_grads, new_grads):
+        if a is None:       # biases do not enter the input gradient
+            assert b is None
+        else:
+            torch.testing.assert_close(a, b)
+
+
 def test_parameters_are_checked():
     from ase_mlgen.generators.logan import LoGAN
 

@@ -51,3 +51,29 @@ class Critic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
+
+    def input_gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """``d forward(x) / d x`` for every row of ``x (..., n_features)``, differentiable with
+        respect to the weights (what the gradient penalty needs) without double backward.
+
+        For a leaky-ReLU network ``f = w_L σ(W_{L-1} … σ(W_1 x + b_1) …)`` the input gradient is
+        ``W_1ᵀ D_1 W_2ᵀ D_2 … w_Lᵀ`` with ``D_k = diag(σ'(z_k))``; the slopes ``σ'`` are 1 or
+        ``negative_slope`` and constant almost everywhere, so they come from a forward pass
+        without a graph and the product is one chain of matrix products.
+        """
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        activations = [m for m in self.net if isinstance(m, nn.LeakyReLU)]
+        with torch.no_grad():
+            h = x
+            slopes = []
+            for lin, act in zip(linears[:-1], activations):
+                h = lin(h)
+                s = torch.where(h > 0, torch.ones((), dtype=h.dtype, device=h.device),
+                                torch.full((), act.negative_slope, dtype=h.dtype,
+                                           device=h.device))
+                slopes.append(s)
+                h = h * s
+        v = linears[-1].weight.expand(*x.shape[:-1], linears[-1].weight.shape[-1])
+        for lin, s in zip(reversed(linears[:-1]), reversed(slopes)):
+            v = (v * s) @ lin.weight
+        return v
