@@ -107,6 +107,37 @@ def test_default_network_is_the_papers():
     assert any(isinstance(m, torch.nn.CELU) for m in net.interaction)
 
 
+@pytest.mark.parametrize("shells", [(3.49, 6.3, 15.0), (3.49, 6.3), (2.5, 4.0, 6.0)])
+def test_tabulated_fast_path_matches_the_network(shells):
+    """The tabulated, folded inference path gives the plain network's energies (float32)."""
+    from ase_mlgen.generators.random import RandomClusters
+    from ase_mlgen.nn.dart_fast import TabulatedDART, macs_per_atom
+
+    torch.manual_seed(0)
+    net = DARTNet(shells=shells).eval()       # the paper's sizes, float32 as trained
+    with torch.no_grad():                     # scales as after fit_reference
+        net.tad_scale.copy_(torch.tensor([6.0, 20.0, 12.0]))
+        net.energy_reference.fill_(-2.6)
+        net.energy_scale.fill_(0.05)
+    images = RandomClusters("Ga30", min_distance=0.85, random_state=3).generate(40)
+    pos = torch.as_tensor(np.stack([a.positions for a in images]), dtype=torch.float32)
+    with torch.inference_mode():
+        plain = net(pos)
+    fast = TabulatedDART(net, chunk=7)(pos)   # several chunks, the last one partial
+    assert fast.shape == plain.shape
+    assert torch.allclose(fast, plain, atol=2e-5, rtol=0)
+    assert torch.allclose(fast.sum(-1), plain.sum(-1), atol=2e-4, rtol=0)
+    # through the calculator: fast (default) and plain agree
+    fast_calc, plain_calc = DART(net), DART(net, fast=False)
+    assert np.allclose(fast_calc.predict(images[:5]), plain_calc.predict(images[:5]), atol=2e-4)
+    atoms = images[0].copy()
+    atoms.calc = fast_calc
+    assert atoms.get_potential_energy() == pytest.approx(float(plain[0].sum()), abs=2e-4)
+    assert macs_per_atom(50) < macs_per_atom(50, fast=False)
+    with pytest.raises(ValueError, match="integer TAD"):
+        TabulatedDART(DARTNet(width=0.1))
+
+
 @pytest.fixture(scope="module")
 def trained(cu_images, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "dart"

@@ -58,6 +58,12 @@ class DART(Calculator):
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     batch_size:
         Structures per batch in :meth:`predict`.
+    fast:
+        Evaluate integer-TAD models through the exact tabulated path
+        (:mod:`ase_mlgen.nn.dart_fast`: embeddings looked up per distinct TAD, the interaction
+        block's first layer folded into them); ``False`` runs the plain network.
+    chunk:
+        Clusters per work block of the fast path (its arrays stay in cache).
     **hyper:
         :class:`~ase_mlgen.nn.dart.DARTNet` arguments when ``model`` is None (``shells``,
         ``width``, ``embedding_dims``, ``interaction_dims``, ``activation``).
@@ -68,7 +74,7 @@ class DART(Calculator):
 
     def __init__(self, model: DARTNet | None = None, species: Sequence[str] = ("Ga",),
                  device: str = "cpu", batch_size: int = 2048, info: dict | None = None,
-                 **hyper):
+                 fast: bool = True, chunk: int = 32, **hyper):
         from ase_mlgen.utils.device import resolve_device
 
         calc_kwargs = {k: hyper.pop(k) for k in ("label", "atoms", "directory") if k in hyper}
@@ -78,6 +84,8 @@ class DART(Calculator):
         self.device = resolve_device(device)
         self.model.to(self.device).eval()
         self.batch_size = int(batch_size)
+        self.fast = bool(fast)
+        self.chunk = int(chunk)
         self.info = dict(info or {})
 
     # -- ASE interface ------------------------------------------------------------------------
@@ -107,10 +115,20 @@ class DART(Calculator):
                 self.results["forces"] = -grad[0].detach().cpu().double().numpy()
             else:
                 with torch.inference_mode():
-                    energies = self.model(pos)[0]
+                    energies = self._forward(pos)[0]
         energies = energies.detach().cpu().double().numpy()
         self.results["energies"] = energies
         self.results["energy"] = self.results["free_energy"] = float(energies.sum())
+
+    def _forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies (eV) of an unpadded batch without autograd: the tabulated fast path
+        (:class:`~ase_mlgen.nn.dart_fast.TabulatedDART`, the same numbers) for the integer TAD
+        unless ``fast=False``, the plain network otherwise."""
+        if self.fast and not self.smooth:
+            from ase_mlgen.nn.dart_fast import TabulatedDART
+
+            return TabulatedDART(self.model, chunk=self.chunk)(positions)
+        return self.model(positions)
 
     # -- batched scoring ----------------------------------------------------------------------
     def predict(self, images: Sequence[Atoms], per_atom: bool = False) -> np.ndarray:
@@ -134,7 +152,7 @@ class DART(Calculator):
                 pos = torch.as_tensor(np.stack([images[k].positions for k in idx]), dtype=dtype)
                 for start in range(0, len(idx), self.batch_size):
                     chunk = pos[start:start + self.batch_size].to(self.device)
-                    e = self.model(chunk).sum(-1).double().cpu().numpy()
+                    e = self._forward(chunk).sum(-1).double().cpu().numpy()
                     out[idx[start:start + self.batch_size]] = e
         if per_atom:
             out /= np.array([len(a) for a in images])

@@ -236,8 +236,10 @@ def build_cluster_dataset(element: str, sizes, per_size: int, calculator, db: st
                          f"(eV/atom; 'all' = None); completing it with {frame_window!r} would mix "
                          "two frame selections: pass the same value or use a new database")
     jobs = []
-    for size in sizes:
-        for index in range(per_size):
+    # round-robin over the sizes (every size's first start, then every size's second, …) so that
+    # a partial database already covers all sizes
+    for index in range(per_size):
+        for size in sizes:
             s = task_seed(seed, size, index)
             if s not in done:
                 jobs.append({"symbols": f"{element}{size}", "size": size, "seed": s,

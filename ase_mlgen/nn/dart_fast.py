@@ -1,0 +1,158 @@
+"""Fast, exact inference for DART on the integer TAD: tabulated embeddings, folded first layer.
+
+The same numbers as :meth:`ase_mlgen.nn.dart.DARTNet.forward` (to floating-point rounding), with
+about 30 % fewer multiply-adds for Ga50 and far less memory traffic. Three exact rewrites:
+
+1. **Tabulation.** With the paper's integer TAD an atom's embeddings ``MLP_f(t)``, ``MLP_J(t)``,
+   ``MLP_K(t)``, ``MLP_L(t)`` depend only on its integer triple ``t``; they are computed once per
+   distinct triple of a batch (a few hundred rows for thousands of atoms) and looked up.
+2. **Folding the first interaction layer.** The interaction block starts with a linear layer
+   ``W₁ x + b₁`` acting on the sum ``x = Y_f + ΣJ + ΣK + ΣL``. Being linear, it distributes over
+   the sum, so the tables hold ``W₁ MLP_·(t)`` (256 wide) and the shell sums deliver the first
+   layer's pre-activation directly; the 128→256 product per atom disappears.
+3. **Nested shells.** With ``A_r`` the pairs closer than ``r`` (the atom itself included), the
+   J, K and L shells are ``A_J − I``, ``A_K − A_J`` and ``A_L − A_K``, so
+
+   ``ΣJ + ΣK + ΣL = A_J (T_J − T_K) + A_K (T_K − T_L) + A_L T_L − T_J(t_i)``.
+
+   When every pair of a cluster is inside the outer radius (any cluster narrower than 15 Å,
+   Ga up to ~100 atoms, and always for the unbounded L shell) ``A_L`` is all ones and its product
+   is a column sum: two ``N × N`` products per cluster instead of three.
+
+Per Ga50 atom that leaves ``2·50·256`` (shell sums) ``+ 256·128 + 128·32 + 32`` (interaction
+tail) ≈ 62.5 k multiply-adds, against ``3·50·128 + 128·256 + 256·128 + 128·32 + 32`` ≈ 88.8 k
+for the plain forward pass (embeddings negligible in both when tabulated).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+def macs_per_atom(natoms: int, embedding: int = 128, hidden: tuple[int, ...] = (256, 128, 32, 1),
+                  fast: bool = True) -> int:
+    """Multiply-adds per atom of DART inference on an ``natoms`` cluster (embeddings excluded,
+    they are tabulated): the fast path (``fast=True``) or the plain one."""
+    tail = sum(a * b for a, b in zip(hidden[:-1], hidden[1:]))
+    if fast:
+        return 2 * natoms * hidden[0] + tail
+    return 3 * natoms * embedding + embedding * hidden[0] + tail
+
+
+def _activation(layer: nn.Module):
+    """In-place function of an activation module (same numbers as the module)."""
+    if isinstance(layer, nn.CELU):
+        return lambda h: F.celu_(h, layer.alpha)
+    if isinstance(layer, nn.ReLU):
+        return F.relu_
+    if isinstance(layer, nn.SiLU):
+        return lambda h: F.silu(h, inplace=True)
+    if isinstance(layer, nn.Tanh):
+        return torch.tanh_
+    raise TypeError(f"no fast path for the activation {type(layer).__name__}")
+
+
+class TabulatedDART:
+    """Inference-only view of a :class:`~ase_mlgen.nn.dart.DARTNet` trained on the integer TAD.
+
+    It shares the network's weights (no copy: later training is seen at the next call) and
+    computes per-atom energies of unpadded batches of same-size clusters. ``chunk`` clusters are
+    processed at a time so that the work arrays stay in cache.
+    """
+
+    def __init__(self, net, chunk: int = 32):
+        if net.tad.width != 0:
+            raise ValueError("the tabulated fast path needs the integer TAD (width=0); a smooth "
+                             "TAD gives every atom its own real-valued descriptor")
+        layers = list(net.interaction)
+        if not isinstance(layers[0], nn.Linear):
+            raise ValueError("the interaction block must start with a linear layer")
+        self.net = net
+        self.first = layers[0]
+        self.tail = [(layer if isinstance(layer, nn.Linear) else _activation(layer))
+                     for layer in layers[1:]]
+        self.chunk = int(chunk)
+
+    def _tables(self, tad: torch.Tensor):
+        """Per distinct TAD triple: ``W₁(Y_f) + b₁ − W₁ T_J``, ``W₁(T_J − T_K)``,
+        ``W₁(T_K − T_L)`` and ``W₁ T_L`` (the shell embeddings divided by their shell scales, as in
+        :meth:`DARTNet._embed`), and the index of every atom's row."""
+        net = self.net
+        flat = tad.reshape(-1, 3)
+        key = (flat[:, 0] * 4096 + flat[:, 1]) * 4096 + flat[:, 2]
+        uniq, inverse = torch.unique(key, return_inverse=True)
+        rows = torch.stack([uniq // (4096 * 4096), (uniq // 4096) % 4096, uniq % 4096], dim=-1)
+        x = rows.to(net.tad_scale.dtype) / net.tad_scale
+        s = net.tad_scale
+        w, b = self.first.weight, self.first.bias
+        y_f = F.linear(net.mlp_f(x), w, b)
+        t_j = F.linear(net.mlp_j(x) / s[0], w)
+        t_k = F.linear(net.mlp_k(x) / s[1], w)
+        t_l = F.linear(net.mlp_l(x) / s[2], w)
+        return (y_f - t_j, t_j - t_k, t_k - t_l, t_l), inverse.reshape(tad.shape[:-1])
+
+    @torch.inference_mode()
+    def __call__(self, positions: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies ``(B, N)`` in eV of ``positions (B, N, 3)`` (Å), no padding.
+
+        Two passes over chunks of ``chunk`` clusters: the first finds every atom's TAD (and keeps
+        the J and K shell masks, 2 bytes per pair), one table is computed for the distinct TADs
+        of the whole batch, the second pass does the shell sums and the interaction tail.
+        """
+        if positions.dim() != 3 or positions.shape[-1] != 3:
+            raise ValueError(f"positions must have shape (B, N, 3), got {tuple(positions.shape)}")
+        net = self.net
+        positions = positions.to(net.tad_scale.dtype)
+        b, n, _ = positions.shape
+        tad = torch.empty(b, n, 3, dtype=torch.long, device=positions.device)
+        masks = []
+        for start in range(0, b, self.chunk):
+            pos = positions[start:start + self.chunk]
+            tad[start:start + self.chunk], inside, all_in_l = self._shells(pos)
+            masks.append((inside, all_in_l))
+        tables, inv = self._tables(tad)
+        out = positions.new_empty(b, n)
+        width = tables[0].shape[-1]
+        work = [positions.new_empty(min(self.chunk, b) * n, width) for _ in range(4)]
+        for k, start in enumerate(range(0, b, self.chunk)):
+            stop = min(start + self.chunk, b)
+            out[start:stop] = self._energies(masks[k], inv[start:stop], tables, work)
+        return out
+
+    def _shells(self, pos: torch.Tensor):
+        """TAD ``(b, n, 3)`` (long), the shell masks with the atom itself included (bool
+        ``(b, n, n)``: closer than each radius) and whether every pair is inside the outer one."""
+        shells = self.net.tad.shells
+        n = pos.shape[1]
+        # squared distances exactly as the plain model's shell matrices compute them
+        d2 = ((pos[:, :, None, :] - pos[:, None, :, :]) ** 2).sum(-1)
+        inside = [d2 < r * r for r in shells]          # the atom itself included (d² = 0)
+        counts = [w.sum(-1) for w in inside]
+        n_j = counts[0] - 1
+        n_k = counts[1] - counts[0]
+        n_l = (counts[2] - counts[1]) if len(shells) == 3 else (n - counts[1])
+        all_in_l = len(shells) == 2 or bool(counts[2].eq(n).all())
+        keep = inside if not all_in_l else inside[:2]
+        return torch.stack([n_j, n_k, n_l], dim=-1), keep, all_in_l
+
+    def _energies(self, masks, inv: torch.Tensor, tables, work) -> torch.Tensor:
+        net = self.net
+        inside, all_in_l = masks
+        b, n = inv.shape
+        dtype = tables[0].dtype
+        inv = inv.reshape(-1)
+        # look-ups into preallocated work arrays (index_select is many times faster than
+        # advanced indexing for wide rows)
+        y, x_jk, x_kl, x_l = (torch.index_select(t, 0, inv, out=w[:b * n]).view(b, n, -1)
+                              for t, w in zip(tables, work))
+        y.baddbmm_(inside[0].to(dtype), x_jk)
+        y.baddbmm_(inside[1].to(dtype), x_kl)
+        if all_in_l:
+            y += x_l.sum(dim=1, keepdim=True)            # A_L is all ones: a column sum
+        else:
+            y.baddbmm_(inside[2].to(dtype), x_l)
+        h = y.view(b * n, -1)
+        for layer in self.tail:
+            h = F.linear(h, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer(h)
+        ref, scale = net.energy_reference.to(dtype), net.energy_scale.to(dtype)
+        return ref + scale * h.view(b, n)
