@@ -123,9 +123,10 @@ def test_tabulated_fast_path_matches_the_network(shells):
     pos = torch.as_tensor(np.stack([a.positions for a in images]), dtype=torch.float32)
     with torch.inference_mode():
         plain = net(pos)
-    fast = TabulatedDART(net, chunk=7)(pos)   # several chunks, the last one partial
+    fast = TabulatedDART(net, chunk_atoms=210, threads=1)(pos)   # several chunks, the last one partial
     assert fast.shape == plain.shape
     assert torch.allclose(fast, plain, atol=2e-5, rtol=0)
+    assert torch.equal(TabulatedDART(net, chunk_atoms=210, threads=2)(pos), fast)   # chunks in 2 threads
     assert torch.allclose(fast.sum(-1), plain.sum(-1), atol=2e-4, rtol=0)
     # through the calculator: fast (default) and plain agree
     fast_calc, plain_calc = DART(net), DART(net, fast=False)

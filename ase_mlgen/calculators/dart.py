@@ -62,8 +62,8 @@ class DART(Calculator):
         Evaluate integer-TAD models through the exact tabulated path
         (:mod:`ase_mlgen.nn.dart_fast`: embeddings looked up per distinct TAD, the interaction
         block's first layer folded into them); ``False`` runs the plain network.
-    chunk:
-        Clusters per work block of the fast path (its arrays stay in cache).
+    chunk_atoms:
+        Atoms per work block of the fast path (whole clusters; its arrays stay in cache).
     **hyper:
         :class:`~ase_mlgen.nn.dart.DARTNet` arguments when ``model`` is None (``shells``,
         ``width``, ``embedding_dims``, ``interaction_dims``, ``activation``).
@@ -74,7 +74,7 @@ class DART(Calculator):
 
     def __init__(self, model: DARTNet | None = None, species: Sequence[str] = ("Ga",),
                  device: str = "cpu", batch_size: int = 2048, info: dict | None = None,
-                 fast: bool = True, chunk: int = 32, **hyper):
+                 fast: bool = True, chunk_atoms: int = 800, **hyper):
         from ase_mlgen.utils.device import resolve_device
 
         calc_kwargs = {k: hyper.pop(k) for k in ("label", "atoms", "directory") if k in hyper}
@@ -85,7 +85,7 @@ class DART(Calculator):
         self.model.to(self.device).eval()
         self.batch_size = int(batch_size)
         self.fast = bool(fast)
-        self.chunk = int(chunk)
+        self.chunk_atoms = int(chunk_atoms)
         self.info = dict(info or {})
 
     # -- ASE interface ------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class DART(Calculator):
         if self.fast and not self.smooth:
             from ase_mlgen.nn.dart_fast import TabulatedDART
 
-            return TabulatedDART(self.model, chunk=self.chunk)(positions)
+            return TabulatedDART(self.model, chunk_atoms=self.chunk_atoms)(positions)
         return self.model(positions)
 
     # -- batched scoring ----------------------------------------------------------------------

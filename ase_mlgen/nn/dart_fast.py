@@ -56,11 +56,14 @@ class TabulatedDART:
     """Inference-only view of a :class:`~ase_mlgen.nn.dart.DARTNet` trained on the integer TAD.
 
     It shares the network's weights (no copy: later training is seen at the next call) and
-    computes per-atom energies of unpadded batches of same-size clusters. ``chunk`` clusters are
-    processed at a time so that the work arrays stay in cache.
+    computes per-atom energies of unpadded batches of same-size clusters, a block of whole
+    clusters with about ``chunk_atoms`` atoms at a time so that the work arrays (800 atoms × 256
+    floats: 0.8 MB) stay in the core's cache (measured best at 400-800 atoms on this CPU). On the CPU, ``threads`` (default:
+    torch's intra-op thread count) workers take whole chunks, each with single-threaded kernels:
+    the blocks are too small for torch's intra-op threads to pay off.
     """
 
-    def __init__(self, net, chunk: int = 32):
+    def __init__(self, net, chunk_atoms: int = 800, threads: int | None = None):
         if net.tad.width != 0:
             raise ValueError("the tabulated fast path needs the integer TAD (width=0); a smooth "
                              "TAD gives every atom its own real-valued descriptor")
@@ -71,7 +74,10 @@ class TabulatedDART:
         self.first = layers[0]
         self.tail = [(layer if isinstance(layer, nn.Linear) else _activation(layer))
                      for layer in layers[1:]]
-        self.chunk = int(chunk)
+        if chunk_atoms < 1:
+            raise ValueError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
+        self.chunk_atoms = int(chunk_atoms)
+        self.threads = threads
 
     def _tables(self, tad: torch.Tensor):
         """Per distinct TAD triple: ``W₁(Y_f) + b₁ − W₁ T_J``, ``W₁(T_J − T_K)``,
@@ -95,7 +101,7 @@ class TabulatedDART:
     def __call__(self, positions: torch.Tensor) -> torch.Tensor:
         """Per-atom energies ``(B, N)`` in eV of ``positions (B, N, 3)`` (Å), no padding.
 
-        Two passes over chunks of ``chunk`` clusters: the first finds every atom's TAD (and keeps
+        Two passes over blocks of clusters: the first finds every atom's TAD (and keeps
         the J and K shell masks, 2 bytes per pair), one table is computed for the distinct TADs
         of the whole batch, the second pass does the shell sums and the interaction tail.
         """
@@ -104,36 +110,71 @@ class TabulatedDART:
         net = self.net
         positions = positions.to(net.tad_scale.dtype)
         b, n, _ = positions.shape
+        chunk = max(1, self.chunk_atoms // max(n, 1))
+        starts = list(range(0, b, chunk))
+        threads = self.threads or torch.get_num_threads()
+        threads = 1 if positions.device.type != "cpu" else max(1, min(int(threads), len(starts)))
         tad = torch.empty(b, n, 3, dtype=torch.long, device=positions.device)
-        masks = []
-        for start in range(0, b, self.chunk):
-            pos = positions[start:start + self.chunk]
-            tad[start:start + self.chunk], inside, all_in_l = self._shells(pos)
-            masks.append((inside, all_in_l))
-        tables, inv = self._tables(tad)
         out = positions.new_empty(b, n)
-        width = tables[0].shape[-1]
-        work = [positions.new_empty(min(self.chunk, b) * n, width) for _ in range(4)]
-        for k, start in enumerate(range(0, b, self.chunk)):
-            stop = min(start + self.chunk, b)
-            out[start:stop] = self._energies(masks[k], inv[start:stop], tables, work)
+        if threads == 1:
+            masks = [self._shells(positions[i:i + chunk], tad[i:i + chunk])
+                     for i in starts]
+            tables, inv = self._tables(tad)
+            self._second_pass(starts, chunk, masks, inv, tables, out)
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            def first(i):
+                with torch.inference_mode():       # thread-local: set in every worker
+                    return self._shells(positions[i:i + chunk], tad[i:i + chunk])
+
+            def second(k):
+                with torch.inference_mode():
+                    self._second_pass(starts[k::threads], chunk, masks[k::threads], inv, tables,
+                                      out)
+
+            with ThreadPoolExecutor(threads) as pool:
+                masks = list(pool.map(first, starts))
+                tables, inv = self._tables(tad)
+                list(pool.map(second, range(threads)))
+        finally:
+            torch.set_num_threads(previous)
         return out
 
-    def _shells(self, pos: torch.Tensor):
-        """TAD ``(b, n, 3)`` (long), the shell masks with the atom itself included (bool
-        ``(b, n, n)``: closer than each radius) and whether every pair is inside the outer one."""
+    def _second_pass(self, starts, chunk: int, masks, inv, tables, out) -> None:
+        """Shell sums and interaction tail of the chunks beginning at ``starts`` into ``out``."""
+        n = inv.shape[1]
+        width = tables[0].shape[-1]
+        rows = min(chunk, len(inv)) * n
+        work = [tables[0].new_empty(rows, width) for _ in range(4)]
+        for start, m in zip(starts, masks):
+            stop = min(start + chunk, len(inv))
+            out[start:stop] = self._energies(m, inv[start:stop], tables, work)
+
+    def _shells(self, pos: torch.Tensor, tad_out: torch.Tensor):
+        """Write the TAD ``(b, n, 3)`` into ``tad_out``; return the shell masks with the atom
+        itself included (bool ``(b, n, n)``: closer than each radius) and whether every pair is
+        inside the outer radius."""
         shells = self.net.tad.shells
         n = pos.shape[1]
-        # squared distances exactly as the plain model's shell matrices compute them
-        d2 = ((pos[:, :, None, :] - pos[:, None, :, :]) ** 2).sum(-1)
+        # squared distances with the same operations, in the same order, as the plain model's
+        # shell matrices ((Δx² + Δy²) + Δz²), one coordinate plane at a time (7× faster)
+        x = pos.transpose(1, 2).contiguous()              # (b, 3, n)
+        d = x[:, :, :, None] - x[:, :, None, :]           # (b, 3, n, n)
+        d.mul_(d)
+        d2 = d[:, 0].add_(d[:, 1]).add_(d[:, 2])
         inside = [d2 < r * r for r in shells]          # the atom itself included (d² = 0)
-        counts = [w.sum(-1) for w in inside]
+        counts = [w.sum(-1, dtype=torch.int32) for w in inside]
         n_j = counts[0] - 1
         n_k = counts[1] - counts[0]
         n_l = (counts[2] - counts[1]) if len(shells) == 3 else (n - counts[1])
         all_in_l = len(shells) == 2 or bool(counts[2].eq(n).all())
         keep = inside if not all_in_l else inside[:2]
-        return torch.stack([n_j, n_k, n_l], dim=-1), keep, all_in_l
+        tad_out.copy_(torch.stack([n_j, n_k, n_l], dim=-1))
+        return keep, all_in_l
 
     def _energies(self, masks, inv: torch.Tensor, tables, work) -> torch.Tensor:
         net = self.net
