@@ -1,19 +1,27 @@
 """DART benchmark on GAP-labelled Ga clusters → ``bench/results/dart.json`` and a parity PNG.
 
-Build the data first (resumable; the scale used is recorded in the JSON)::
+Build the data first (resumable, relaxations round-robin over the sizes; the scale used is
+recorded in the JSON)::
 
-    ase-mlgen dataset clusters --element Ga --sizes 31-70 --per-size 6 --frames 4 --steps 40 \
-        --teacher gap:../shared/data/ga/Ga_gap.xml --db bench/data/ga_gap.db --workers 2
+    ase-mlgen dataset clusters --element Ga --sizes 31-70 --per-size 20 --frames 4 \
+        --frame-window 0.1 --steps 1000 --fmax 0.05 \
+        --teacher gap:../shared/data/ga/Ga_gap.xml --db bench/data/ga.db --workers 1
+    ase-mlgen dataset clusters --element Ga --sizes 4-30 --per-size 20 --frames 4 \
+        --frame-window 0.1 --steps 1000 --fmax 0.05 \
+        --teacher gap:../shared/data/ga/Ga_gap.xml --db bench/data/ga_small.db --workers 1
 
-then ``python bench/dart.py --db bench/data/ga_gap.db [--max-epochs N] [--max-seconds S]`` (or
-its parts ``--part dart``, ``--part hdnn``, ``--part transfer`` as separate processes, then
-``--part merge``).
+then ``python bench/dart.py --db bench/data/ga.db [--max-epochs N] [--max-seconds S]`` (or its
+parts ``--part dart``, ``--part hdnn``, ``--part transfer``, ``--part dart_smooth``,
+``--part small`` (DART on ``--small-db``, saved as ``--small-model``), ``--part speed`` as
+separate processes, then ``--part merge``).
 
 Reports, next to the DART paper's targets: test MAE and RMSE per cluster (eV, kcal/mol) on a random
-80/10/10 split, the HDNN (ACSF + per-atom MLP) baseline on the same split, the size-transfer split
-(train on 31–69 atoms, test on 70), Spearman ρ between predicted and teacher energies within one
-cluster size on the test set, batched inference speed on Ga50 and the time of one
-``get_potential_energy()``, and training wall time and epochs.
+80/10/10 split, on minima and on relaxation-path frames separately, the HDNN (ACSF + per-atom MLP)
+baseline on the same split, the size-transfer split (train on 31–69 atoms, test on 70), Spearman
+ρ between predicted and teacher energies within one cluster size on the test set, batched
+inference speed on Ga50 (the plain network and the exact tabulated fast path, with the load
+average and the arithmetic per cluster) and the time of one ``get_potential_energy()``, and
+training wall time and epochs.
 """
 from __future__ import annotations
 
@@ -83,10 +91,12 @@ def predict(kind, model, images):
 
 
 def inference_speed(model, template, n_clusters: int, threads: int) -> dict:
+    """Ga50 clusters per second through ``DART.predict`` (plain network and fast path, ``threads``
+    torch threads, wall clock; and one thread, per CPU-second of this process), one
+    ``get_potential_energy()`` call, and the arithmetic per cluster."""
     from ase_mlgen.calculators.dart import DART
+    from ase_mlgen.nn.dart_fast import macs_per_atom
 
-    torch.set_num_threads(threads)
-    calc = DART(model, species=["Ga"])
     rng = np.random.default_rng(0)
     base = template.positions
     images = []
@@ -94,10 +104,28 @@ def inference_speed(model, template, n_clusters: int, threads: int) -> dict:
         a = template.copy()
         a.positions = base + rng.normal(scale=0.1, size=base.shape)
         images.append(a)
-    calc.predict(images[:256])
-    t0 = time.perf_counter()
-    calc.predict(images)
-    batched = time.perf_counter() - t0
+    n = len(template)
+    out = {"natoms": n, "n_clusters": n_clusters, "torch_threads": threads,
+           "load_average_before": os.getloadavg()}
+    energies = {}
+    for name, fast in (("plain", False), ("fast", True)):
+        calc = DART(model, species=["Ga"], fast=fast)
+        for th in sorted({1, threads}):
+            torch.set_num_threads(th)
+            calc.predict(images[:256])
+            best_wall, best_cpu = 0.0, 0.0
+            for _ in range(3):
+                w, c = time.perf_counter(), time.process_time()
+                e = calc.predict(images)
+                best_wall = max(best_wall, n_clusters / (time.perf_counter() - w))
+                best_cpu = max(best_cpu, n_clusters / (time.process_time() - c))
+            energies[name] = e
+            out[f"{name}_threads{th}_clusters_per_s"] = best_wall
+            out[f"{name}_threads{th}_clusters_per_cpu_s"] = best_cpu
+    torch.set_num_threads(threads)
+    out["batched_clusters_per_s"] = out[f"fast_threads{threads}_clusters_per_s"]
+    out["fast_vs_plain_max_abs_diff_eV"] = float(np.abs(energies["fast"] - energies["plain"]).max())
+    calc = DART(model, species=["Ga"])
     atoms = template.copy()
     atoms.calc = calc
     times = []
@@ -106,10 +134,23 @@ def inference_speed(model, template, n_clusters: int, threads: int) -> dict:
         t0 = time.perf_counter()
         atoms.get_potential_energy()
         times.append(time.perf_counter() - t0)
-    return {"natoms": len(template), "n_clusters": n_clusters, "torch_threads": threads,
-            "batched_clusters_per_s": n_clusters / batched,
-            "single_call_ms_median": 1000 * float(np.median(times)),
-            "single_call_ms_min": 1000 * float(np.min(times))}
+    out.update({"single_call_ms_median": 1000 * float(np.median(times)),
+                "single_call_ms_min": 1000 * float(np.min(times))})
+    dims = tuple(model.hyper["interaction_dims"])
+    fast_macs, plain_macs = (macs_per_atom(n, dims, fast=f) for f in (True, False))
+    out["arithmetic"] = {
+        "multiply_adds_per_atom_fast": fast_macs, "multiply_adds_per_atom_plain": plain_macs,
+        "gflop_per_cluster_fast": 2 * fast_macs * n / 1e9,
+        "gflop_per_s_needed_for_target_fast": 2 * fast_macs * n * TARGETS["inference_ga50_per_s"]
+        / 1e9,
+        "gflop_per_s_achieved_fast": 2 * fast_macs * n * out["batched_clusters_per_s"] / 1e9,
+        "gflop_per_cpu_s_achieved_fast_1_thread":
+            2 * fast_macs * n * out["fast_threads1_clusters_per_cpu_s"] / 1e9,
+        "note": "embeddings are tabulated per distinct TAD (negligible); shell sums 2*N*256 and "
+                "interaction tail 256*128 + 128*32 + 32 multiply-adds per atom (fast); "
+                "3*N*128 + 128*256 + 256*128 + 128*32 + 32 (plain)"}
+    out["load_average_after"] = os.getloadavg()
+    return out
 
 
 def parity_plot(path, panels):
@@ -136,28 +177,66 @@ def parity_plot(path, panels):
     plt.close(fig)
 
 
-def run_part(part, args, images, sizes, energy, final) -> dict:
-    """One part of the benchmark: ``dart`` and ``hdnn`` (random split), ``transfer``."""
+def load_rows(db: str):
+    """Images, sizes, teacher energies (eV) and the kind of every row of a cluster database:
+    ``minimum`` (converged final structure), ``final_unconverged``, ``path_frame`` or
+    ``random_start`` (frame 0 of a path, only in databases built with ``frame_window=None``)."""
+    from ase_mlgen.data.clusters import load_dataset
+
+    images = load_dataset(db)
+    sizes = np.array([len(a) for a in images])
+    energy = np.array([a.get_potential_energy() for a in images])
+    kinds = []
+    for a in images:
+        if a.info.get("final", 0):
+            kinds.append("minimum" if a.info.get("relaxed", 0) else "final_unconverged")
+        else:
+            kinds.append("random_start" if a.info.get("frame", -1) == 0 else "path_frame")
+    return images, sizes, energy, np.array(kinds)
+
+
+def breakdown(pred, ref, sizes, kinds) -> dict:
+    """Errors and within-size Spearman ρ per row kind (minima, path frames, …)."""
+    out = {}
+    for kind in sorted(set(kinds)):
+        m = kinds == kind
+        out[kind] = {**errors(pred[m], ref[m]),
+                     "spearman_within_size": spearman_within_size(pred[m], ref[m], sizes[m])}
+    return out
+
+
+def run_part(part, args, images, sizes, energy, kinds) -> dict:
+    """One part of the benchmark: ``dart``, ``hdnn``, ``dart_smooth`` and ``small`` (random
+    split), ``transfer``."""
     from ase_mlgen.nn.training import split_indices
 
     pick = lambda idx: [images[i] for i in idx]  # noqa: E731
     i_train, i_val, i_test = split_indices(len(images), [0.8, 0.1, 0.1], seed=args.seed)
     out: dict = {"part": part, "load_average_at_start": os.getloadavg()}
-    if part in ("dart", "hdnn"):
+    if part in ("dart", "hdnn", "dart_smooth", "small"):
         print(f"{part}: random split {len(i_train)} train, {len(i_val)} val, {len(i_test)} test",
               flush=True)
-        hyper = {"width": args.width} if part == "dart" else None
-        model, summary = train_model(part, pick(i_train), pick(i_val), args, hyper)
-        pred = predict(part, model, pick(i_test))
-        fin = final[i_test]
+        kind = "hdnn" if part == "hdnn" else "dart"
+        hyper = {"width": args.smooth_width if part == "dart_smooth" else args.width} \
+            if kind == "dart" else None
+        model, summary = train_model(kind, pick(i_train), pick(i_val), args, hyper)
+        pred = predict(kind, model, pick(i_test))
         out.update({
+            "db": args.small_db if part == "small" else args.db,
             "split": "random 80/10/10", "n_train": len(i_train), "n_val": len(i_val),
             "train_summary": summary, "test": errors(pred, energy[i_test]),
-            "test_final_structures_only": errors(pred[fin], energy[i_test][fin])
-            if fin.any() else None,
             "spearman_within_size": spearman_within_size(pred, energy[i_test], sizes[i_test]),
+            "test_by_row_kind": breakdown(pred, energy[i_test], sizes[i_test], kinds[i_test]),
             "points": {"ref": energy[i_test].tolist(), "pred": pred.tolist(),
-                       "sizes": sizes[i_test].tolist()}})
+                       "sizes": sizes[i_test].tolist(), "kinds": kinds[i_test].tolist()}})
+        out["hyper"] = dict(model.hyper)
+        if part == "small":
+            from ase_mlgen.calculators.dart import DART
+
+            DART(model, species=["Ga"], info={"trained_on": args.small_db,
+                                              "split": "random 80/10/10, seed "
+                                                       f"{args.seed}"}).save(args.small_model)
+            out["model_file"] = args.small_model
         if part == "dart":
             with50 = [i for i in i_test if sizes[i] == 50] or list(np.flatnonzero(sizes == 50))
             if with50:
@@ -195,8 +274,9 @@ def run_part(part, args, images, sizes, energy, final) -> dict:
                     "train_summary": summary, "test": errors(pred, energy[test]),
                     "spearman_within_size": spearman_within_size(pred, energy[test],
                                                                  sizes[test]),
+                    "test_by_row_kind": breakdown(pred, energy[test], sizes[test], kinds[test]),
                     "points": {"ref": energy[test].tolist(), "pred": pred.tolist(),
-                               "sizes": sizes[test].tolist()}})
+                               "sizes": sizes[test].tolist(), "kinds": kinds[test].tolist()}})
     else:
         raise SystemExit(f"unknown part {part!r}")
     print(json.dumps(out["test"]), flush=True)
@@ -210,7 +290,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench/results/dart.json")
     ap.add_argument("--parts", default="bench/data/parts",
                     help="folder for the results of each part (merged into --out)")
-    ap.add_argument("--part", action="append", choices=("dart", "hdnn", "transfer", "speed", "merge"),
+    ap.add_argument("--part", action="append",
+                    choices=("dart", "hdnn", "transfer", "dart_smooth", "small", "speed", "merge"),
                     help="run only these parts (repeat); default: all, then merge. Parts can "
                          "run as separate processes at the same time")
     ap.add_argument("--max-epochs", type=int, default=2000)
@@ -219,6 +300,12 @@ def main(argv=None) -> int:
     ap.add_argument("--transfer-size", type=int, default=70)
     ap.add_argument("--width", type=float, default=0.0,
                     help="TAD switch width of the DART parts (0: the paper's integer TAD)")
+    ap.add_argument("--smooth-width", type=float, default=0.1,
+                    help="TAD switch width (Å) of the dart_smooth part")
+    ap.add_argument("--small-db", default="bench/data/ga_small.db",
+                    help="database of the small-cluster part (Ga4-30)")
+    ap.add_argument("--small-model", default="bench/data/dart_ga_small.pt",
+                    help="where the small part saves its DART model")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -230,18 +317,15 @@ def main(argv=None) -> int:
 
     from ase.db import connect
 
-    from ase_mlgen.data.clusters import load_dataset
     from ase_mlgen.utils.io import atomic_json_dump
 
-    images = load_dataset(args.db)
-    sizes = np.array([len(a) for a in images])
-    energy = np.array([a.get_potential_energy() for a in images])
-    final = np.array([a.info.get("final", 0) for a in images], dtype=bool)
+    images, sizes, energy, kinds = load_rows(args.db)
     Path(args.parts).mkdir(parents=True, exist_ok=True)
     for part in parts:
-        if part != "merge":
-            atomic_json_dump(run_part(part, args, images, sizes, energy, final),
-                             Path(args.parts) / f"{part}.json")
+        if part == "merge":
+            continue
+        rows = load_rows(args.small_db) if part == "small" else (images, sizes, energy, kinds)
+        atomic_json_dump(run_part(part, args, *rows), Path(args.parts) / f"{part}.json")
     if "merge" not in parts:
         return 0
 
@@ -251,14 +335,16 @@ def main(argv=None) -> int:
         "targets": TARGETS,
         "dataset": {"db": args.db, "teacher": meta.get("teacher"), "structures": len(images),
                     "relaxations": len(meta.get("completed_seeds", [])),
-                    "final_structures": int(final.sum()),
+                    "rows_by_kind": {k: int((kinds == k).sum()) for k in sorted(set(kinds))},
+                    "frame_window_eV_per_atom": meta.get("frame_window", "all"),
                     "sizes": [int(sizes.min()), int(sizes.max())],
                     "distinct_sizes": int(len(set(sizes))),
-                    "per_size_structures": {int(n): int((sizes == n).sum())
-                                            for n in sorted(set(sizes))},
-                    "note": "rows are frames of teacher (GAP) FIRE relaxation paths from random "
-                            "compact starts (the unrelaxed start included) plus each path's final "
-                            "structure; duplicate final structures removed"},
+                    "minima_per_size": {int(n): int(((sizes == n) & (kinds == "minimum")).sum())
+                                        for n in sorted(set(sizes))},
+                    "note": "rows are the final structures of teacher (GAP) FIRE relaxations "
+                            "from random compact starts (duplicate minima removed) and frames of "
+                            "each relaxation path taken within frame_window eV/atom of its final "
+                            "energy (the overlapping random starts are left out)"},
         "settings": {"max_epochs": args.max_epochs, "max_seconds": args.max_seconds,
                      "device": args.device, "torch_threads": args.threads, "seed": args.seed,
                      "trainer": "paper settings (L1, Adam 1e-3, batch 32, plateau x0.1 / 25, "
@@ -273,7 +359,10 @@ def main(argv=None) -> int:
     names = {"dart": ("dart_random_split", "DART, random split (test)"),
              "hdnn": ("hdnn_random_split", "HDNN (ACSF), random split (test)"),
              "transfer": ("dart_size_transfer", f"DART, train <{args.transfer_size}, "
-                                                f"test Ga{args.transfer_size}")}
+                                                f"test Ga{args.transfer_size}"),
+             "dart_smooth": ("dart_smooth_tad_random_split",
+                             f"DART, smooth TAD (width {args.smooth_width} Å), random split"),
+             "small": ("dart_small_clusters", "DART on Ga4-30, random split (test)")}
     speed = Path(args.parts) / "speed.json"
     speed_data = json.loads(speed.read_text()) if speed.exists() else None
     for part, (key, title) in names.items():
@@ -287,29 +376,11 @@ def main(argv=None) -> int:
             result["inference"] = data.pop("inference")
         from scipy.stats import spearmanr
 
-        from ase_mlgen.nn.training import split_indices
-
         ref, pred, n = (np.array(pts[k]) for k in ("ref", "pred", "sizes"))
         data["spearman_per_atom_all_sizes"] = float(spearmanr(pred / n, ref / n).correlation)
-        # the same test rows again (deterministic split) to break the errors down by frame kind
-        if part == "transfer":
-            test_idx = np.flatnonzero(sizes == args.transfer_size)
-        else:
-            test_idx = split_indices(len(images), [0.8, 0.1, 0.1], seed=args.seed)[2]
-        frame = np.array([images[i].info.get("frame", -1) for i in test_idx])
-        fin = final[test_idx]
-        kinds = {"unrelaxed_random_starts": (frame == 0) & ~fin,
-                 "relaxation_path_frames": (frame > 0) & ~fin,
-                 "final_structures": fin,
-                 "all_but_unrelaxed_starts": ~((frame == 0) & ~fin)}
-        data["test_by_frame_kind"] = {k: errors(pred[m], ref[m]) for k, m in kinds.items()
-                                      if m.any()}
-        m = kinds["all_but_unrelaxed_starts"]
-        data["spearman_within_size_excluding_unrelaxed_starts"] = spearman_within_size(
-            pred[m], ref[m], n[m])
         result[key] = data
-        panels.append((title, np.array(pts["ref"]), np.array(pts["pred"]),
-                       np.array(pts["sizes"])))
+        if part != "small":
+            panels.append((title, ref, pred, n))
     if speed_data is not None:  # a separate, later speed measurement replaces the in-run one
         if "inference" in result:
             result["inference_during_training_run"] = result["inference"]

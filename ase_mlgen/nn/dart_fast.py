@@ -29,14 +29,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-def macs_per_atom(natoms: int, embedding: int = 128, hidden: tuple[int, ...] = (256, 128, 32, 1),
-                  fast: bool = True) -> int:
-    """Multiply-adds per atom of DART inference on an ``natoms`` cluster (embeddings excluded,
-    they are tabulated): the fast path (``fast=True``) or the plain one."""
-    tail = sum(a * b for a, b in zip(hidden[:-1], hidden[1:]))
+def macs_per_atom(natoms: int, interaction_dims=(128, 256, 128, 32, 1), fast: bool = True) -> int:
+    """Multiply-adds per atom of DART inference on an ``natoms`` cluster with the interaction
+    block ``interaction_dims`` (embeddings excluded: tabulated, they cost next to nothing), for
+    the fast path (``fast=True``) or the plain forward pass."""
+    dims = tuple(int(d) for d in interaction_dims)
+    layers = [a * b for a, b in zip(dims[:-1], dims[1:])]
     if fast:
-        return 2 * natoms * hidden[0] + tail
-    return 3 * natoms * embedding + embedding * hidden[0] + tail
+        return 2 * natoms * dims[1] + sum(layers[1:])
+    return 3 * natoms * dims[0] + sum(layers)
 
 
 def _activation(layer: nn.Module):
