@@ -255,6 +255,21 @@ def test_spherical_bessel_table_matches_the_closed_form():
         SphericalBessel(["C"], 5.0, table_intervals=3)
 
 
+@pytest.mark.parametrize("descriptor", [
+    ACSF(["Na", "Cl"], 7.0, g2_params=[(0.5, 2.0), (1.0, 3.5)], g4_params=[(0.005, 1, 1)]),
+    SphericalBessel(["Na", "Cl"], 7.0, n_max=3, max_neighbours=400),
+], ids=["ACSF", "SphericalBessel"])
+def test_dense_periodic_neighbours_equal_ase_neighbour_list(descriptor, monkeypatch):
+    import ase_mlgen.descriptors.neighbours as neighbours
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64)            # r_cut 7 Å > the 4 Å cell: many images
+    atoms.positions += np.random.default_rng(0).normal(0.0, 3.0, atoms.positions.shape)
+    atoms.cell[0] += [0.4, 0.0, 0.3]                   # skewed, positions outside the cell
+    dense = descriptor.compute(atoms)
+    monkeypatch.setattr(neighbours, "DENSE_PERIODIC_LIMIT", 0)
+    np.testing.assert_allclose(dense, descriptor.compute(atoms), rtol=1e-9, atol=1e-9)
+
+
 def test_spherical_bessel_layout_and_average():
     desc = SphericalBessel(["O", "H"], 4.0, n_max=3, max_neighbours=4)
     assert desc.species == ["H", "O"]

@@ -7,11 +7,16 @@ validity mask. The vectors are built in torch from the positions (and cell), so 
 computed from them are differentiable with respect to both.
 
 * Non-periodic structures: dense all pairs (``M <= N - 1``), no Python loop.
-* Periodic structures (any ``pbc``): the pair indices ``i, j`` and integer image shifts ``S`` come
+* Periodic structures (any ``pbc``), small cells: the positions are wrapped into the cell and
+  every atom ``j`` in every image ``S`` of the few cells that can reach ``r_cut`` is a candidate,
+  all in one tensor (no Python loop over structures) — when ``N × images`` is at most
+  :data:`DENSE_PERIODIC_LIMIT` candidates per atom.
+* Periodic structures, otherwise: the pair indices ``i, j`` and integer image shifts ``S`` come
   from :func:`ase.neighborlist.primitive_neighbor_list` (one call per structure, index work only);
-  the vectors are then recomputed as ``pos[j] - pos[i] + S @ cell``. Several periodic images of the
-  same atom, and the centre's own images, are separate neighbours, so a cutoff larger than half
-  the cell is handled correctly.
+  the vectors are then recomputed as ``pos[j] - pos[i] + S @ cell``.
+
+Either way several periodic images of the same atom, and the centre's own images, are separate
+neighbours, so a cutoff larger than half the cell is handled correctly.
 
 Afterwards the lists are compacted to the largest number of neighbours actually inside the
 cutoff, and optionally truncated to the ``max_neighbours`` nearest ones.
@@ -64,6 +69,43 @@ def _dense_pairs(positions: torch.Tensor):
     return vectors, index, valid
 
 
+#: largest number of candidate neighbours per atom (atoms × periodic images) for the dense
+#: periodic path; larger problems use ASE's neighbour list
+DENSE_PERIODIC_LIMIT = 2048
+
+
+def _image_range(cell: torch.Tensor, pbc, r_cut: float) -> np.ndarray:
+    """Per lattice direction, how many cells away an image closer than ``r_cut`` can be for
+    positions wrapped into the cell: ``floor(r_cut |b_k|) + 1`` with ``b_k`` the reciprocal
+    vectors (no 2π), 0 along non-periodic directions; the maximum over the batch."""
+    inv = torch.linalg.inv(cell.detach().to(torch.float64))      # columns: reciprocal vectors
+    reach = (r_cut * inv.norm(dim=1)).amax(dim=0).cpu().numpy()  # (3,)
+    return np.where(np.asarray(pbc, dtype=bool), np.floor(reach).astype(int) + 1, 0)
+
+
+def _dense_periodic_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, n_images):
+    """All atoms in all images within ``n_images`` cells, as candidates of every centre."""
+    b, n, _ = positions.shape
+    dev, dt = positions.device, positions.dtype
+    periodic = torch.as_tensor(np.array(pbc, dtype=bool), device=dev)
+    frac = torch.linalg.solve(cell.transpose(1, 2), positions.transpose(1, 2)).transpose(1, 2)
+    wrap = torch.where(periodic, torch.floor(frac.detach()), torch.zeros_like(frac))
+    wrapped = positions - wrap @ cell                      # differentiable in positions and cell
+    ranges = [torch.arange(-int(k), int(k) + 1, device=dev, dtype=dt) for k in n_images]
+    shifts = torch.cartesian_prod(*ranges).reshape(-1, 3)  # (S, 3)
+    offsets = torch.einsum("sk,bkl->bsl", shifts, cell)    # (B, S, 3)
+    n_s = shifts.shape[0]
+    # candidate (image s, atom j) of centre i: wrapped[j] + offsets[s] - wrapped[i]
+    vectors = ((wrapped[:, None, :, :] + offsets[:, :, None, :]).reshape(b, 1, n_s * n, 3)
+               - wrapped[:, :, None, :])                   # (B, N, S*N, 3)
+    index = torch.arange(n, device=dev).repeat(n_s).expand(b, n, n_s * n)
+    zero_shift = int(np.flatnonzero((shifts.cpu().numpy() == 0).all(axis=1))[0])
+    own = torch.zeros(n, n_s * n, dtype=torch.bool, device=dev)
+    own[torch.arange(n, device=dev), zero_shift * n + torch.arange(n, device=dev)] = True
+    valid = (~own).expand(b, n, n_s * n)
+    return vectors, index, valid
+
+
 def _periodic_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, r_cut: float):
     """Pairs from ASE's neighbour list, vectors recomputed in torch (differentiable)."""
     from ase.neighborlist import primitive_neighbor_list
@@ -113,7 +155,12 @@ def build_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, pbc, r_
     if pbc.any():
         if cell is None:
             raise ValueError("a periodic structure needs its cell")
-        vectors, index, valid = _periodic_pairs(positions, cell, pbc, r_cut)
+        n_images = _image_range(cell, pbc, r_cut)
+        candidates = positions.shape[1] * int(np.prod(2 * n_images + 1))
+        if candidates <= DENSE_PERIODIC_LIMIT:
+            vectors, index, valid = _dense_periodic_pairs(positions, cell, pbc, n_images)
+        else:
+            vectors, index, valid = _periodic_pairs(positions, cell, pbc, r_cut)
     else:
         vectors, index, valid = _dense_pairs(positions)
 
