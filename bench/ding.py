@@ -77,6 +77,9 @@ def _train_all(specs, train, val, args) -> dict:
                      finetune_epochs=args.finetune_epochs,
                      predictor_batch_size=args.predictor_batch_size,
                      early_stopping=args.early_stopping, random_state=seed,
+                     predictor_schedule=args.predictor_schedule,
+                     **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
+                        if args.predictor_dropout else {}),
                      threads=args.threads, device=args.device)
         resume = (run / "config.json").is_file()
         print(f"[ding bench] training {kind} seed {seed} -> {run}"
@@ -93,16 +96,18 @@ def _train_all(specs, train, val, args) -> dict:
     return out
 
 
-def _raw_uniqueness(model, targets, n: int, seed: int) -> dict:
-    """Valid and unique fractions of the first raw samples (before any deduplication)."""
+def _raw_uniqueness(model, targets, n: int, seed: int, gen_kw: dict) -> dict:
+    """Valid and unique fractions of the first raw samples (before any deduplication), drawn
+    and decoded as ``generate`` does with ``gen_kw``."""
     import torch
 
     from ase_mlgen.ding.composition import key
 
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.latent_dim, generator=g).numpy()
+    z = model.sample_latent(n, gen_kw["latent"], gen_kw["temperature"], g)
     props = np.repeat(np.asarray(targets, float)[None], n, axis=0) if model.conditional else None
-    counts = model.decode(z, properties=props)
+    counts = model.decode(z, properties=props, sampling=gen_kw["sampling"],
+                          decode_temperature=gen_kw["decode_temperature"], random_state=g)
     valid = counts[counts.any(axis=1)]
     keys = {key(c) for c in valid}
     return {"samples": n, "valid": float(len(valid) / n),
@@ -121,6 +126,17 @@ def main(argv=None) -> int:
                         help="predictor epochs without dropout (paper: 120)")
     parser.add_argument("--predictor-batch-size", type=int, default=512)
     parser.add_argument("--early-stopping", type=int, default=None)
+    parser.add_argument("--predictor-dropout", type=float, nargs=3, default=None,
+                        metavar=("D2", "D3", "D4"),
+                        help="predictor dropout after layers 2-4 (paper: 0.7 0.7 0.5)")
+    parser.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
+                        default="plateau")
+    parser.add_argument("--latent", choices=("prior", "posterior"), default="prior",
+                        help="generation: latent points from N(0,1) or the aggregate posterior")
+    parser.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax",
+                        help="generation: decode by argmax or by sampling each element")
+    parser.add_argument("--temperature", type=float, default=1.0, help="latent spread")
+    parser.add_argument("--decode-temperature", type=float, default=1.0)
     parser.add_argument("-n", type=int, default=1000, help="generated compositions per set")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto")
@@ -167,6 +183,11 @@ def main(argv=None) -> int:
                   "generator_batch_size": 256,
                   "predictor_batch_size": args.predictor_batch_size,
                   "early_stopping": args.early_stopping, "torch_threads": args.threads,
+                  "predictor_dropout": args.predictor_dropout or [0.7, 0.7, 0.5],
+                  "predictor_schedule": args.predictor_schedule,
+                  "generation": {"latent": args.latent, "sampling": args.sampling,
+                                 "temperature": args.temperature,
+                                 "decode_temperature": args.decode_temperature},
                   "initialisation": "Glorot-uniform weights, zero biases (the paper's Keras "
                                     "default)",
                   "note": ("reduced from the paper (5 seeds; 150 generator epochs; 120 + 120 "
@@ -227,42 +248,30 @@ def main(argv=None) -> int:
 
     all_keys = {key(c) for c in table.counts} if not args.quick else \
         {key(c) for c in np.concatenate([train.counts, val.counts, test.counts])}
-    gen_res = []
-    dists = []
-    for ts in TARGET_SETS:
-        targets = dict(zip(PROPERTIES, ts))
-        entry = {"targets": targets}
-        for kind, model in (("cvae", cvae), ("vae", vae)):
-            t0 = time.perf_counter()
-            kw = targets if kind == "cvae" else {}
-            cands = model.generate(args.n, **kw, random_state=1)
-            t_gen = time.perf_counter() - t0
-            props = cvae.predict(np.stack([_counts(c) for c in cands])) if len(cands) else \
-                {p: np.zeros(0) for p in PROPERTIES}
-            dev = {p: np.abs(props[p] - targets[p]) for p in PROPERTIES}
-            raw = _raw_uniqueness(model, ts, args.n, seed=2)
-            entry[kind] = {
-                "generated": len(cands), "generate_seconds": round(t_gen, 2),
-                "raw_samples": raw,
-                "novel_vs_train": float(np.mean([c.novel for c in cands])) if cands else None,
-                "novel_vs_all_27k": float(np.mean([key(_counts(c)) not in all_keys
-                                                   for c in cands])) if cands else None,
-                "predicted": {p: {"median": float(np.median(props[p])),
-                                  "mean": float(np.mean(props[p])),
-                                  "std": float(np.std(props[p])),
-                                  "median_abs_dev": float(np.median(dev[p]))}
-                              for p in PROPERTIES},
-                "examples": [c.format() for c in cands[:10]],
-            }
-            dists.append((ts, kind, props))
-        entry["mad_ratio_cvae_over_vae"] = {
-            p: entry["cvae"]["predicted"][p]["median_abs_dev"]
-            / max(entry["vae"]["predicted"][p]["median_abs_dev"], 1e-12) for p in PROPERTIES}
-        gen_res.append(entry)
-        print(f"[ding bench] targets {ts}: MAD ratio CVAE/VAE "
-              f"{ {k: round(v, 3) for k, v in entry['mad_ratio_cvae_over_vae'].items()} }",
-              flush=True)
+    gen_kw = {"latent": args.latent, "sampling": args.sampling,
+              "temperature": args.temperature, "decode_temperature": args.decode_temperature}
+    gen_res, dists = _generation(cvae, vae, gen_kw, args.n, all_keys)
     results["generation"] = gen_res
+    _write(results, json_path)
+    # the same measurement for each way of drawing latent points and decoding them
+    variants = []
+    for latent in ("prior", "posterior"):
+        for sampling in ("argmax", "categorical"):
+            kw = {**gen_kw, "latent": latent, "sampling": sampling}
+            res, _ = _generation(cvae, vae, kw, args.n, all_keys, quiet=True)
+            variants.append({"settings": kw, "per_target_set": [{
+                "targets": e["targets"],
+                "cvae_unique_of_valid": e["cvae"]["raw_samples"]["unique_of_valid"],
+                "cvae_valid": e["cvae"]["raw_samples"]["valid"],
+                "cvae_novel_vs_train": e["cvae"]["novel_vs_train"],
+                "cvae_mad": {p: e["cvae"]["predicted"][p]["median_abs_dev"] for p in PROPERTIES},
+                "vae_mad": {p: e["vae"]["predicted"][p]["median_abs_dev"] for p in PROPERTIES},
+                "mad_ratio": e["mad_ratio_cvae_over_vae"]} for e in res]})
+            print(f"[ding bench] variant {latent}/{sampling}: unique "
+                  f"{[round(e['cvae']['raw_samples']['unique_of_valid'], 3) for e in res]}, "
+                  f"MAD ratios {[{k: round(v, 2) for k, v in e['mad_ratio_cvae_over_vae'].items()} for e in res]}",
+                  flush=True)
+    results["generation_variants"] = variants
 
     _plot(dists, test, png_path)
     results["figure"] = png_path.name
@@ -293,6 +302,52 @@ def main(argv=None) -> int:
     print(json.dumps(results["verdict"]), flush=True)
     print(f"[ding bench] wrote {json_path} and {png_path}", flush=True)
     return 0
+
+
+def _generation(cvae, vae, gen_kw: dict, n: int, all_keys: set, quiet: bool = False):
+    """For each target set: ``n`` unique compositions from the CVAE (under the targets) and the
+    VAE, their predicted properties (the CVAE's predictors), deviations from the targets,
+    raw-sample uniqueness and novelty. Returns ``(entries, distributions)``."""
+    from ase_mlgen.data.oqmd import PROPERTIES
+    from ase_mlgen.ding.composition import key
+
+    gen_res = []
+    dists = []
+    for ts in TARGET_SETS:
+        targets = dict(zip(PROPERTIES, ts))
+        entry = {"targets": targets}
+        for kind, model in (("cvae", cvae), ("vae", vae)):
+            t0 = time.perf_counter()
+            kw = targets if kind == "cvae" else {}
+            cands = model.generate(n, **kw, random_state=1, **gen_kw)
+            t_gen = time.perf_counter() - t0
+            props = cvae.predict(np.stack([_counts(c) for c in cands])) if len(cands) else \
+                {p: np.zeros(0) for p in PROPERTIES}
+            dev = {p: np.abs(props[p] - targets[p]) for p in PROPERTIES}
+            raw = _raw_uniqueness(model, ts, n, seed=2, gen_kw=gen_kw)
+            entry[kind] = {
+                "generated": len(cands), "generate_seconds": round(t_gen, 2),
+                "raw_samples": raw,
+                "novel_vs_train": float(np.mean([c.novel for c in cands])) if cands else None,
+                "novel_vs_all_27k": float(np.mean([key(_counts(c)) not in all_keys
+                                                   for c in cands])) if cands else None,
+                "predicted": {p: {"median": float(np.median(props[p])),
+                                  "mean": float(np.mean(props[p])),
+                                  "std": float(np.std(props[p])),
+                                  "median_abs_dev": float(np.median(dev[p]))}
+                              for p in PROPERTIES},
+                "examples": [c.format() for c in cands[:10]],
+            }
+            dists.append((ts, kind, props))
+        entry["mad_ratio_cvae_over_vae"] = {
+            p: entry["cvae"]["predicted"][p]["median_abs_dev"]
+            / max(entry["vae"]["predicted"][p]["median_abs_dev"], 1e-12) for p in PROPERTIES}
+        gen_res.append(entry)
+        if not quiet:
+            print(f"[ding bench] targets {ts}: MAD ratio CVAE/VAE "
+                  f"{ {k: round(v, 3) for k, v in entry['mad_ratio_cvae_over_vae'].items()} }",
+                  flush=True)
+    return gen_res, dists
 
 
 def _counts(formula):

