@@ -84,7 +84,12 @@ def _image_range(cell: torch.Tensor, pbc, r_cut: float) -> np.ndarray:
 
 
 def _dense_periodic_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, n_images):
-    """All atoms in all images within ``n_images`` cells, as candidates of every centre."""
+    """All atoms in all images within ``n_images`` cells, as candidates of every centre.
+
+    Returns the candidate vectors *without* a graph (for choosing the neighbours), their atom
+    indices and validity, and a function that builds the differentiable vectors of the chosen
+    candidate slots only (so the autograd graph holds the kept neighbours, not every image).
+    """
     b, n, _ = positions.shape
     dev, dt = positions.device, positions.dtype
     periodic = torch.as_tensor(np.array(pbc, dtype=bool), device=dev)
@@ -95,15 +100,25 @@ def _dense_periodic_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, n_im
     shifts = torch.cartesian_prod(*ranges).reshape(-1, 3)  # (S, 3)
     offsets = torch.einsum("sk,bkl->bsl", shifts, cell)    # (B, S, 3)
     n_s = shifts.shape[0]
-    # candidate (image s, atom j) of centre i: wrapped[j] + offsets[s] - wrapped[i]
-    vectors = ((wrapped[:, None, :, :] + offsets[:, :, None, :]).reshape(b, 1, n_s * n, 3)
-               - wrapped[:, :, None, :])                   # (B, N, S*N, 3)
+    with torch.no_grad():
+        # candidate (image s, atom j) of centre i: wrapped[j] + offsets[s] - wrapped[i]
+        w, o = wrapped.detach(), offsets.detach()
+        vectors = ((w[:, None, :, :] + o[:, :, None, :]).reshape(b, 1, n_s * n, 3)
+                   - w[:, :, None, :])                     # (B, N, S*N, 3)
     index = torch.arange(n, device=dev).repeat(n_s).expand(b, n, n_s * n)
     zero_shift = int(np.flatnonzero((shifts.cpu().numpy() == 0).all(axis=1))[0])
     own = torch.zeros(n, n_s * n, dtype=torch.bool, device=dev)
     own[torch.arange(n, device=dev), zero_shift * n + torch.arange(n, device=dev)] = True
     valid = (~own).expand(b, n, n_s * n)
-    return vectors, index, valid
+
+    def materialize(order: torch.Tensor | None) -> torch.Tensor:
+        slot = (torch.arange(n_s * n, device=dev).expand(b, n, n_s * n) if order is None
+                else order)
+        image, atom = slot // n, slot % n
+        bidx = torch.arange(b, device=dev)[:, None, None]
+        return wrapped[bidx, atom] + offsets[bidx, image] - wrapped[:, :, None, :]
+
+    return vectors, index, valid, materialize
 
 
 def _periodic_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, r_cut: float):
@@ -158,11 +173,14 @@ def build_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, pbc, r_
         n_images = _image_range(cell, pbc, r_cut)
         candidates = positions.shape[1] * int(np.prod(2 * n_images + 1))
         if candidates <= DENSE_PERIODIC_LIMIT:
-            vectors, index, valid = _dense_periodic_pairs(positions, cell, pbc, n_images)
+            vectors, index, valid, materialize = _dense_periodic_pairs(positions, cell, pbc,
+                                                                       n_images)
         else:
             vectors, index, valid = _periodic_pairs(positions, cell, pbc, r_cut)
+            materialize = None
     else:
         vectors, index, valid = _dense_pairs(positions)
+        materialize = None
 
     with torch.no_grad():
         d2 = (vectors.detach() ** 2).sum(-1)
@@ -180,8 +198,11 @@ def build_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, pbc, r_
                 # only compaction: move the neighbours inside the cutoff to the front
                 key = (~within).to(torch.int8)
             order = torch.argsort(key, dim=-1, stable=True)[..., :m_keep]
-    if order is not None:
+    if materialize is not None:            # differentiable vectors of the kept slots only
+        vectors = materialize(order)
+    elif order is not None:
         vectors = torch.gather(vectors, 2, order[..., None].expand(*order.shape, 3))
+    if order is not None:
         index = torch.gather(index, 2, order)
         within = torch.gather(within, 2, order)
 
