@@ -29,7 +29,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-RUNS = HERE.parent / "runs" / "bench_inversion"  # run directories and caches (git-ignored)
+RUNS = HERE.parent / "runs" / "bench_inversion"  # run directories (git-ignored)
+DATA = HERE / "data"  # generated datasets (git-ignored)
 PAPER_TABLE1 = {1.9: 87.7, 2.2: 89.8, 2.5: 88.9, 2.8: 82.2, 3.1: 73.3, 3.4: 64.5, 3.7: 75.7}
 
 G2 = [[eta, rs] for eta in (0.5, 2.0) for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)]
@@ -228,8 +229,9 @@ def run_table2(args, result, path):
 
     sizes = tuple(int(s) for s in args.sizes2.split(","))
     t0 = time.perf_counter()
-    sets = emt_pt10_datasets(sizes, n_relaxations=args.relax2, seed=args.seed,
-                             cache=RUNS / f"emt_pt10_pool_{args.relax2}.npz")
+    cache = DATA / (f"emt_pt10_pool_seed{args.seed}.npz" if args.relax2 is None
+                    else f"emt_pt10_pool_{args.relax2}_seed{args.seed}.npz")
+    sets = emt_pt10_datasets(sizes, n_relaxations=args.relax2, seed=args.seed, cache=cache)
     build_s = time.perf_counter() - t0
     desc = pt10_acsf()
     pool_e = sets[max(sizes)][2]
@@ -238,15 +240,24 @@ def run_table2(args, result, path):
                "n_init": args.n_init2, "n_hops": args.n_hops2, "steps": args.steps2,
                "time_limit_s": args.time_limit2, "polish": "L-BFGS, 3 best"},
            "sets": {}}
-    for size in sizes:
+    epochs_list = [int(v) for v in str(args.epochs2).split(",")]
+    for k_size, size in enumerate(sizes):
         images, fp, e = sets[size]
         targets = [float(np.percentile(e, q)) for q in (10, 50, 90)]
-        run_dir = RUNS / f"table2_{size}_{args.relax2}"
-        # about the same number of optimiser steps for every set size
-        epochs = max(10, int(round(args.epochs2 * min(sizes) / size)))
+        run_dir = RUNS / f"table2_{size}_{args.relax2}_s{args.seed}"
+        if len(epochs_list) == len(sizes):  # one number of epochs per set
+            epochs = epochs_list[k_size]
+        else:  # about the same number of optimiser steps for every set size
+            epochs = max(10, int(round(epochs_list[0] * min(sizes) / size)))
+        batches = [int(v) for v in str(args.batch2).split(",")]
+        batch = batches[k_size] if len(batches) == len(sizes) else batches[0]
+        recipe = json.loads(args.recipe2) if args.recipe2 else {}
+        t_train = time.perf_counter()
         job = FingerprintGenerator.train(fp, e, run_dir, resume=run_dir.exists(),
-                                         epochs=epochs, seed=args.seed)
+                                         epochs=epochs, batch_size=batch, seed=args.seed,
+                                         **recipe)
         gen = job.result()
+        train_s = time.perf_counter() - t_train
         inv = ACSFInverter(desc, n_init=args.n_init2, n_hops=args.n_hops2, steps=args.steps2,
                            lr=args.lr, pooling=("max", "min"), random_state=args.seed,
                            time_limit=args.time_limit2)
@@ -276,8 +287,12 @@ def run_table2(args, result, path):
                 if keep.any() else None}
             print(f"[table2] size={size} p{q} target={t:.3f} mae={err.mean():.3f} "
                   f"within={100 * np.mean(err <= 0.1):.0f}% kept={keep.sum()}", flush=True)
+            rows[f"p{q}"]["load_average"] = os.getloadavg()
             out["sets"][str(size)] = {"n_train": len(e), "targets": targets, "epochs": epochs,
-                                      "filter_relative_loss": threshold, "rows": rows}
+                                      "batch_size": batch, "recipe": recipe,
+                                      "train_seconds": train_s,
+                                      "filter_relative_loss": threshold,
+                                      "filter_reference_losses": ref_losses, "rows": rows}
             result["table2"] = out
             save(result, path)
     result["table2"] = out
@@ -357,8 +372,13 @@ def main(argv=None):
     p.add_argument("--sizes2", default="300,3000,30000")
     p.add_argument("--relax2", type=int, default=None,
                    help="EMT relaxations in the pool (default: enough for 1.3 × the largest set)")
-    p.add_argument("--epochs2", type=int, default=200)
-    p.add_argument("--n-samples2", type=int, default=10)
+    p.add_argument("--epochs2", default="200",
+                   help="cVAE epochs: one per set size (comma list) or one number for the "
+                        "smallest set, scaled down by size")
+    p.add_argument("--batch2", default="64", help="cVAE batch size (one, or one per set)")
+    p.add_argument("--recipe2", default="",
+                   help="extra cVAE settings as JSON, e.g. '{\"balance\": true}'")
+    p.add_argument("--n-samples2", type=int, default=24)
     p.add_argument("--n-ref2", type=int, default=5)
     p.add_argument("--n-init2", type=int, default=10)
     p.add_argument("--n-hops2", type=int, default=5)

@@ -76,6 +76,31 @@ def test_grown_initial_clusters_are_connected_at_bonding_distances():
         assert np.all(d.min(axis=1) <= 1.1 * bond + 1e-9)  # every atom bonded to another
 
 
+def test_compact_initial_clusters_and_surface_sites():
+    from ase.data import covalent_radii
+
+    inv = ACSFInverter(small_acsf(["Pt"]), init="compact", random_state=0)
+    bond = 2 * covalent_radii[78]
+    grown = ACSFInverter(small_acsf(["Pt"]), init="grow", random_state=0)
+
+    def coordination(p):
+        d = np.linalg.norm(p[:, None] - p[None], axis=-1) + np.eye(len(p)) * 99
+        return d, (d <= 1.25 * bond).sum(1)
+
+    pos = inv._initial_positions(np.array([78] * 30), None, 3)
+    loose = grown._initial_positions(np.array([78] * 30), None, 3)
+    for p, q in zip(pos, loose):
+        d, cn = coordination(p)
+        assert d.min() >= 0.85 * bond - 1e-6
+        assert cn.mean() > coordination(q)[1].mean() + 1.5  # compact, not an open aggregate
+    # a free site on the surface: bonded to several atoms, overlapping none
+    site = inv._site(pos[0], np.arange(29), np.array([78] * 30), 29)
+    d = np.linalg.norm(pos[0][:29] - site, axis=1)
+    assert d.min() >= 0.85 * bond - 1e-6 and (d <= 1.25 * bond).sum() >= 3
+    with pytest.raises(ValueError, match="relocate_to"):
+        ACSFInverter(small_acsf(["Pt"]), relocate_to="nowhere")
+
+
 def test_polish_reaches_the_exact_minimum():
     atoms = molecule("CH4")
     desc = small_acsf(["H", "C"])
@@ -143,6 +168,25 @@ def test_cvae_tiny_training_and_resume(tmp_path):
     gen.save(tmp_path / "gen.pt")
     again = FingerprintGenerator.load(tmp_path / "gen.pt")
     assert np.allclose(again.generate(3, 0.0, seed=1), gen.generate(3, 0.0, seed=1))
+
+
+def test_cvae_recipe_options(tmp_path):
+    import torch
+
+    from ase_mlgen.inversion.cvae import CVAE, FingerprintGenerator, _balance_weights
+
+    x, y = _toy_data()
+    w = _balance_weights(np.r_[np.zeros(30), np.ones(10)], bins=2).numpy()
+    assert np.isclose(w[:30].sum(), w[30:].sum())  # each bin drawn equally often
+    gen = FingerprintGenerator.fit(x, y, tmp_path / "run", epochs=3, latent=4, hidden=[16] * 3,
+                                   surrogate_hidden=[16] * 5, balance=True, kl_warmup=2,
+                                   free_bits=0.1)
+    assert np.isfinite(gen.generate(4, 0.0, seed=0)).all()
+    mu, logvar = torch.zeros(8, 4), torch.zeros(8, 4)  # posterior = prior: KL 0
+    loss, rec, kl = CVAE.loss(torch.ones(8, 3), torch.ones(8, 3), mu, logvar, 0.75, 0.1)
+    assert float(kl) == 0.0 and np.isclose(float(loss), 0.75 * 0.4)  # free bits count
+    with pytest.raises(ValueError, match="unknown training settings"):
+        FingerprintGenerator.train(x, y, tmp_path / "r2", kl_anneal=3)
 
 
 def test_generator_emits_atoms(tmp_path):

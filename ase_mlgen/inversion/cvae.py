@@ -36,6 +36,9 @@ DEFAULTS = {
     "device": "auto",
     "checkpoint_every": 25,
     "scaling": "minmax",  # fingerprints to [0, 1] per feature (as in the paper's code)
+    "kl_warmup": 0,       # epochs of a linear ramp of beta from 0 (0: beta from the start)
+    "free_bits": 0.0,     # KL floor per latent dimension (nats; 0: plain KL)
+    "balance": False,     # batches drawn with weights ~ 1 / density of the property
     # stored with the model so that generated fingerprints can be inverted later
     "descriptor": None,  # e.g. ACSF.todict()
     "pooling": None,     # e.g. ["max", "min"]
@@ -67,10 +70,15 @@ class CVAE(nn.Module):
         return self.decode(z, y), mu, logvar
 
     @staticmethod
-    def loss(recon, x, mu, logvar, beta: float):
+    def loss(recon, x, mu, logvar, beta: float, free_bits: float = 0.0):
+        """Summed squared reconstruction error + ``beta`` × KL to N(0, I); with ``free_bits``
+        each latent dimension's batch-mean KL counts at least that many nats (Kingma et al.
+        2016), so that the latent is not switched off. Returns (loss, rec, plain KL)."""
         rec = ((recon - x) ** 2).sum(-1).mean()
-        kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(-1)).mean()
-        return rec + beta * kl, rec, kl
+        kl_dim = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).mean(0)
+        kl = kl_dim.sum()
+        penalty = kl_dim.clamp_min(free_bits).sum() if free_bits > 0 else kl
+        return rec + beta * penalty, rec, kl
 
 
 class FingerprintGenerator:
@@ -198,6 +206,13 @@ def load_generator(run_dir) -> FingerprintGenerator:
     return _from_state(ckpt["model"])
 
 
+def _balance_weights(y: np.ndarray, bins: int = 10) -> torch.Tensor:
+    """Sampling weights ~ 1 / (number of training points in the property's histogram bin)."""
+    counts, edges = np.histogram(y, bins=bins)
+    idx = np.clip(np.digitize(y, edges[1:-1]), 0, bins - 1)
+    return torch.as_tensor(1.0 / counts[idx], dtype=torch.float64)
+
+
 def train_task(run_dir, config: dict, resume: bool) -> dict:
     """Job task: train the cVAE and the surrogate on ``config["data"]`` (npz with x, y)."""
     from ase_mlgen.utils.device import resolve_device
@@ -234,6 +249,9 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     gen = torch.Generator().manual_seed(seed + start)
     bs = int(config["batch_size"])
     beta = float(config["beta"])
+    warmup = int(config.get("kl_warmup") or 0)
+    free_bits = float(config.get("free_bits") or 0.0)
+    sample_w = _balance_weights(y_raw) if config.get("balance") else None
     n = len(x)
     every = max(int(config.get("checkpoint_every", 25)), 1)
 
@@ -251,12 +269,16 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
         cvae.train()
         sur.train()
         order = torch.randperm(n, generator=gen).to(dev)
+        sur_order = order  # the surrogate always sees the data as they are
+        if sample_w is not None:  # cVAE: property-balanced draws, weights ~ 1 / density
+            order = torch.multinomial(sample_w, n, replacement=True, generator=gen).to(dev)
+        beta_e = beta * min(1.0, epoch / warmup) if warmup else beta
         tot = rec_t = kl_t = s_t = 0.0
         for b0 in range(0, n, bs):
             idx = order[b0:b0 + bs]
             if epoch <= epochs:
                 recon, mu, logvar = cvae(x[idx], y[idx])
-                loss, rec, kl = CVAE.loss(recon, x[idx], mu, logvar, beta)
+                loss, rec, kl = CVAE.loss(recon, x[idx], mu, logvar, beta_e, free_bits)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -264,7 +286,8 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
                 rec_t += float(rec.detach()) * len(idx)
                 kl_t += float(kl.detach()) * len(idx)
             if epoch <= sur_epochs:
-                sl = ((sur(x[idx]) - y[idx, 0]) ** 2).mean()
+                sidx = sur_order[b0:b0 + bs]
+                sl = ((sur(x[sidx]) - y[sidx, 0]) ** 2).mean()
                 sopt.zero_grad()
                 sl.backward()
                 sopt.step()

@@ -167,7 +167,9 @@ class ACSFInverter:
         result replaces a structure when its L1 loss is lower.
     init:
         initial structures of clusters and molecules: ``"grow"`` (random connected clusters at
-        bonding distances, atom by atom) or ``"box"`` (uniform in the compact box, the paper's);
+        bonding distances, atom by atom), ``"compact"`` (grown onto the free hollow site with
+        the most contacts: compact, close-packed-like) or ``"box"`` (uniform in the compact box,
+        the paper's);
         ``"auto"``: grown for per-atom fingerprints, box for pooled ones (measured better for
         each). Periodic structures always start uniform in the cell.
     time_limit:
@@ -178,6 +180,15 @@ class ACSFInverter:
         probability proportional to the error of their fingerprint row.
     polish_top:
         how many of the best initialisations are polished (together, as one batch).
+    stage_polish:
+        L-BFGS iterations for the ``polish_top`` best structures of every stage but the last,
+        before the next hop (0: only the final polish). Adam on the L1 loss often stops near a
+        correct structure without reaching it; polishing each stage finds it hops earlier.
+    compact_candidates:
+        ``init="compact"``: free sites scored per added atom (more: more compact).
+    relocate_to:
+        where targeted hops move atoms of clusters: ``"box"`` (uniform in the compact box) or
+        ``"site"`` (the free surface site with the most contacts, see :meth:`_site`).
     packing:
         volume per atom of the initial compact box, in units of the covalent-sphere volume.
     device, dtype:
@@ -191,7 +202,9 @@ class ACSFInverter:
                  tol: float = 3e-4, loss_threshold: float | None = None,
                  feature_weights=None, assign_every: int = 20, packing: float = 1.45,
                  patience: int = 40, polish: int = 300, polish_top: int = 3, relocate: int = 2,
-                 init: str = "auto", time_limit: float | None = None,
+                 stage_polish: int = 0,
+                 init: str = "auto", compact_candidates: int = 32, relocate_to: str = "box",
+                 time_limit: float | None = None,
                  device: str | torch.device = "auto",
                  dtype: torch.dtype = torch.float64,
                  random_state=None, verbose: bool = False):
@@ -217,12 +230,17 @@ class ACSFInverter:
         self.patience = max(int(patience), 1)
         self.polish = max(int(polish), 0)
         self.polish_top = max(int(polish_top), 1)
+        self.stage_polish = max(int(stage_polish), 0)
         self.relocate = max(int(relocate), 1)
-        if init not in ("auto", "grow", "box"):
-            raise ValueError("init must be 'auto', 'grow' or 'box'")
+        if init not in ("auto", "grow", "compact", "box"):
+            raise ValueError("init must be 'auto', 'grow', 'compact' or 'box'")
         if init == "auto":
             init = "grow" if pooling is None else "box"
         self.init = init
+        self.compact_candidates = max(int(compact_candidates), 1)
+        if relocate_to not in ("box", "site"):
+            raise ValueError("relocate_to must be 'box' or 'site'")
+        self.relocate_to = relocate_to
         self.time_limit = None if time_limit is None else float(time_limit)
         self.device = resolve_device(device)
         self.dtype = dtype
@@ -357,6 +375,16 @@ class ACSFInverter:
                 pos.grad = None
                 loss.sum().backward()
                 opt.step(lr)
+            if self.stage_polish and stage < n_stages - 1 and not self._out_of_time(t0, 0.8):
+                # L-BFGS on the best of this stage before the next hop: lands on the minimum of
+                # the basin (the search's tolerance then stops the search once it is found)
+                top = np.argsort(stage_best)[:min(self.polish_top, B)]
+                new_pos, new_loss = self._polish(stage_pos[top], target, numbers, cell_np,
+                                                 periodic, pbc_arg, weights, species_groups,
+                                                 t0, iterations=self.stage_polish)
+                better = new_loss < stage_best[top]
+                stage_pos[top[better]] = new_pos[better]
+                stage_best[top[better]] = new_loss[better]
             keep = stage_best < best_loss
             best_loss[keep] = stage_best[keep]
             best_pos[keep] = stage_pos[keep]
@@ -417,17 +445,49 @@ class ACSFInverter:
             idx = self.rng.choice(n, size=k, replace=False, p=p / p.sum())
             if cell is not None:
                 start[b, idx] = self.rng.random((k, 3)) @ cell
+            elif self.relocate_to == "site":
+                for i in idx:  # one after the other, each onto the best free surface site
+                    others = np.setdiff1d(np.arange(n), [i])
+                    start[b, i] = self._site(start[b], others, numbers, i)
             else:
                 centre = best_pos[b].mean(axis=0)
                 start[b, idx] = centre + (self.rng.random((k, 3)) - 0.5) * length
         return start
+
+    def _site(self, pos, others, numbers, i, n_cand: int = 64) -> np.ndarray:
+        """A free site (Å) for atom ``i`` on the surface of the atoms ``others``.
+
+        ``n_cand`` random points at bonding distance from random atoms of ``others`` are pulled
+        towards hollow sites (three fixed-point steps putting them at bonding distance from every
+        atom within 1.4 × the bond); the one with the most contacts (atoms within 1.25 × the
+        bond) that is not closer than 0.85 × the bond to any atom is returned (ties broken at
+        random)."""
+        r = covalent_radii[np.asarray(numbers)]
+        p = pos[others]
+        bond = r[others] + r[i]  # (K,)
+        j = self.rng.integers(len(others), size=n_cand)
+        v = self.rng.normal(size=(n_cand, 3))
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        cand = p[j] + v * bond[j, None] * self.rng.uniform(0.95, 1.05, size=(n_cand, 1))
+        for _ in range(3):
+            d = cand[:, None, :] - p[None, :, :]  # (C, K, 3)
+            dist = np.linalg.norm(d, axis=-1) + 1e-9
+            near = dist < 1.4 * bond
+            push = ((bond - dist) / dist)[..., None] * d * near[..., None]
+            cand = cand + push.sum(1) / np.maximum(near.sum(1), 1)[:, None]
+        dist = np.linalg.norm(cand[:, None, :] - p[None, :, :], axis=-1)
+        ok = np.all(dist >= 0.85 * bond, axis=1)
+        score = np.sum(dist <= 1.25 * bond, axis=1) + 0.5 * self.rng.random(n_cand)
+        score[~ok] = -1.0
+        k = int(np.argmax(score))
+        return cand[k] if score[k] >= 0 else cand[0]
 
     def _out_of_time(self, t0: float, share: float = 1.0) -> bool:
         return (self.time_limit is not None
                 and time.perf_counter() - t0 > share * self.time_limit)
 
     def _polish(self, pos0, target, numbers, cell_np, periodic, pbc_arg, weights, groups,
-                t0=None):
+                t0=None, iterations: int | None = None):
         """L-BFGS (scipy) on the summed squared fingerprint differences of a small batch;
         returns the positions and their L1 losses (the search's measure)."""
         from scipy.optimize import minimize
@@ -473,7 +533,7 @@ class ACSFInverter:
                 g = torch.nan_to_num(pos_t.grad).cpu().numpy().ravel()
                 return float(f.detach()), g
 
-            maxiter = self.polish // 2 or 1
+            maxiter = (self.polish if iterations is None else iterations) // 2 or 1
             if self.time_limit is not None and t0 is not None:
                 t1 = time.perf_counter()
                 fun(x.ravel())
@@ -509,7 +569,7 @@ class ACSFInverter:
         if cell is not None:
             frac = self.rng.random((B, n, 3))
             return frac @ cell
-        if self.init == "grow":
+        if self.init in ("grow", "compact"):
             return np.stack([self._grown_cluster(numbers) for _ in range(B)])
         length = compact_box_length(numbers, self.packing)
         return (self.rng.random((B, n, 3)) - 0.5) * length
@@ -517,14 +577,22 @@ class ACSFInverter:
     def _grown_cluster(self, numbers, tries: int = 200) -> np.ndarray:
         """A random connected cluster at condensed-phase density: atoms are added one by one next
         to a random placed atom, at 0.9–1.1 × the sum of covalent radii from it and no closer than
-        0.85 × that sum to any other (a random placement keeps the last try if none fits)."""
+        0.85 × that sum to any other (a random placement keeps the last try if none fits).
+        ``init="compact"``: every atom goes to the free hollow site with the most contacts among
+        ``compact_candidates`` (see :meth:`_site`), which grows compact, close-packed-like
+        clusters instead of open random aggregates."""
         numbers = np.asarray(numbers)
         order = self.rng.permutation(len(numbers))
         r = covalent_radii[numbers]
         pos = np.zeros((len(numbers), 3))
         placed = [order[0]]
+        compact = self.init == "compact"
         for i in order[1:]:
-            p_ = placed
+            p_ = np.asarray(placed)
+            if compact:
+                pos[i] = self._site(pos, p_, numbers, i, self.compact_candidates)
+                placed.append(i)
+                continue
             for _ in range(tries):
                 j = p_[self.rng.integers(len(p_))]
                 v = self.rng.normal(size=3)
