@@ -1,0 +1,121 @@
+"""Quick recipe experiments for the DING generator (one CPU thread, one model per call).
+
+    OMP_NUM_THREADS=1 nice -n 5 python bench/ding_recipe.py --tag base            # the paper's
+    OMP_NUM_THREADS=1 nice -n 5 python bench/ding_recipe.py --kl 0.01 --tag kl001
+    OMP_NUM_THREADS=1 nice -n 5 python bench/ding_recipe.py --sched cosine --epochs 80 --tag cos80
+
+Trains ``ase_mlgen.ding.nets.CompositionVAE`` with ``vae_loss`` directly (no run directory) on
+the fixed OQMD split (seed 0; ``--ntrain`` takes a random subset of the 21,766 training
+compositions) and prints one JSON line per epoch: weighted reconstruction and KL terms, the
+validation loss (sampled z; it drives ``ReduceLROnPlateau``), the learning rate, and every
+``--every`` epochs the exact reconstruction (latent mean, argmax per element) of the
+validation and test splits and of 3,000 training compositions. A run stops when the learning
+rate reaches 1e-6. Results go to ``--out`` (``<tag>.json``, ``<tag>.pt``); ``--summary`` collects
+the finished runs into ``bench/results/ding_recipe.json``. The tried recipes and what they gave
+are in ``doc/ding.md``.
+"""
+import argparse, json, sys, time, os, glob, platform
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np, torch
+from ase_mlgen.data.oqmd import load_oqmd, split, PROPERTIES
+from ase_mlgen.ding.nets import CompositionVAE, vae_loss
+
+p = argparse.ArgumentParser()
+p.add_argument("--epochs", type=int, default=60)
+p.add_argument("--bs", type=int, default=256)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--kl", type=float, default=0.05)
+p.add_argument("--anneal", type=int, default=0, help="epochs of linear KL warm-up")
+p.add_argument("--sched", default="plateau", help="plateau|cosine|const|plateau_train")
+p.add_argument("--patience", type=int, default=5)
+p.add_argument("--wd", type=float, default=0.0)
+p.add_argument("--cond", type=int, default=1)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--every", type=int, default=5)
+p.add_argument("--tag", default="")
+p.add_argument("--latent", type=int, default=32)
+p.add_argument("--ntrain", type=int, default=0)
+p.add_argument("--drop", type=float, default=0.0)
+p.add_argument("--out", default="/tmp/ding/res")
+p.add_argument("--summary", action="store_true", help="collect --out/*.json into bench/results")
+a = p.parse_args()
+if a.summary:
+    runs = []
+    for f in sorted(glob.glob(os.path.join(a.out, "*.json"))):
+        r = json.load(open(f))
+        if "hist" not in r or not r["hist"] or "ep" not in r["hist"][0]:
+            continue
+        ev = [h for h in r["hist"] if "te_exact" in h]
+        runs.append({"tag": r["args"]["tag"], "args": r["args"], "epochs_run": r["hist"][-1]["ep"],
+                     "seconds": r["hist"][-1]["s"], "load_average_end": r.get("load_average"),
+                     "finished": r.get("finished", True),
+                     "last": ev[-1] if ev else None,
+                     "best_val": max(ev, key=lambda h: h["va_exact"]) if ev else None})
+    out = Path(__file__).resolve().parents[1] / "bench" / "results" / "ding_recipe.json"
+    json.dump({"benchmark": "DING generator recipe experiments (bench/ding_recipe.py)",
+               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+               "runs": runs}, open(out, "w"), indent=1)
+    print(out); sys.exit(0)
+torch.set_num_threads(1); torch.manual_seed(a.seed)
+t = load_oqmd(); tr, va, te = split(t, seed=0)
+if a.ntrain: tr = tr.subset(np.random.default_rng(0).permutation(len(tr))[:a.ntrain])
+y = tr.targets(PROPERTIES); mean, sd = y.mean(0), y.std(0)
+def T(tb):
+    return (torch.tensor(tb.vectors(), dtype=torch.float32),
+            torch.tensor((tb.targets(PROPERTIES) - mean) / sd, dtype=torch.float32),
+            torch.tensor(tb.counts))
+xtr, ytr, ctr = T(tr); xva, yva, cva = T(va); xte, yte, cte = T(te)
+if not a.cond:
+    ytr = yva = yte = None
+gen = CompositionVAE(3 if a.cond else 0, latent_dim=a.latent, dropout=a.drop)
+opt = (torch.optim.AdamW(gen.parameters(), lr=a.lr, weight_decay=a.wd) if a.wd else torch.optim.Adam(gen.parameters(), lr=a.lr))
+if a.sched.startswith("plateau"):
+    sch = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=a.patience, min_lr=1e-8)
+elif a.sched == "cosine":
+    sch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs)
+else:
+    sch = None
+def exact(x, yc, c):
+    gen.eval()
+    with torch.no_grad():
+        mu, lv = gen.encode(x, yc)
+        d = gen.decode(mu, yc).argmax(2)
+    return (d == c).all(1).float().mean().item()
+n = len(xtr); g = torch.Generator().manual_seed(a.seed)
+hist = []
+t0 = time.time()
+for ep in range(a.epochs):
+    gen.train()
+    klw = a.kl * min(1.0, (ep + 1) / a.anneal) if a.anneal else a.kl
+    perm = torch.randperm(n, generator=g)
+    tot = rec = kl = 0.0
+    for s in range(0, n, a.bs):
+        idx = perm[s:s + a.bs]; xb = xtr[idx]
+        logits, mu, lv = gen(xb, None if ytr is None else ytr[idx])
+        loss, r, k = vae_loss(logits, xb, mu, lv, 10.0, klw)
+        opt.zero_grad(); loss.backward(); opt.step()
+        tot += loss.item() * len(idx); rec += r.item() * len(idx); kl += k.item() * len(idx)
+    gen.eval()
+    with torch.no_grad():
+        lo, mu, lv = gen(xva, yva)
+        vl = vae_loss(lo, xva, mu, lv, 10.0, a.kl)[0].item()
+    if sch is not None:
+        if a.sched == "plateau": sch.step(vl)
+        elif a.sched == "plateau_train": sch.step(tot / n)
+        else: sch.step()
+    rec_d = {"ep": ep + 1, "loss": round(tot / n, 3), "rec": round(rec / n, 3), "kl": round(kl / n, 3),
+             "val": round(vl, 3), "lr": opt.param_groups[0]["lr"], "s": round(time.time() - t0, 1)}
+    if (ep + 1) % a.every == 0 or ep + 1 == a.epochs:
+        rec_d["va_exact"] = round(exact(xva, yva, cva), 4)
+        rec_d["te_exact"] = round(exact(xte, yte, cte), 4)
+        rec_d["tr_exact"] = round(exact(xtr[:3000], None if ytr is None else ytr[:3000], ctr[:3000]), 4)
+    if opt.param_groups[0]["lr"] <= 1.1e-6 and "te_exact" not in rec_d:
+        rec_d["va_exact"] = round(exact(xva, yva, cva), 4); rec_d["te_exact"] = round(exact(xte, yte, cte), 4)
+        rec_d["tr_exact"] = round(exact(xtr[:3000], None if ytr is None else ytr[:3000], ctr[:3000]), 4)
+    print(json.dumps(rec_d), flush=True); hist.append(rec_d)
+    if opt.param_groups[0]["lr"] <= 1.1e-6: break
+os.makedirs(a.out, exist_ok=True)
+json.dump({"args": vars(a), "hist": hist, "load_average": os.getloadavg()},
+          open(os.path.join(a.out, f"{a.tag or 'run'}.json"), "w"))
+torch.save(gen.state_dict(), os.path.join(a.out, f"{a.tag or 'run'}.pt"))
