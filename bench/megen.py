@@ -125,12 +125,14 @@ def megen_search(n_atoms: int, budget: int, seed: int, calc_spec: str, options: 
     return report, minima
 
 
-def baseline_search(method: str, n_atoms: int, budget: int, seed: int, calc_spec: str):
+def baseline_search(method: str, n_atoms: int, budget: int, seed: int, calc_spec: str,
+                    options: dict | None = None):
     from ase_mlgen.search.runner import run_search
 
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, f"{method}.db")
-        report = run_search(method, f"Ga{n_atoms}", calc_spec, budget=budget, seed=seed, db=db)
+        report = run_search(method, f"Ga{n_atoms}", calc_spec, budget=budget, seed=seed, db=db,
+                            options=options)
         minima = _minima(db, method, seed)
     report.pop("best_structure", None)
     return report, minima
@@ -189,14 +191,26 @@ def stage_train(args) -> None:
     megen = MeGen(random_state=0)
     t1 = time.perf_counter()
     resume = (run / "config.json").exists()
+    load_before = os.getloadavg()
+    c1 = time.process_time()
     megen.train(run, seeds=list(read(seed_file, ":")), calculator=args.reward,
                 iterations=args.iterations, episodes=args.episodes, minibatch=args.episodes,
                 ppo_epochs=4, max_atoms=args.max_atoms, threads=1, device="cpu",
-                resume=resume)
+                resume=resume, time_limit=args.train_time_limit)
     train_seconds = time.perf_counter() - t1
+    train_cpu_seconds = time.process_time() - c1
     megen.save(PARTS / "megen_ga.pt")
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    if (run / "curve.png").exists():
+        import shutil
+
+        shutil.copy(run / "curve.png", RESULTS / "megen_curve.png")
     _write_part("train", {"reward": args.reward, "iterations": args.iterations,
+                          "iterations_done": len(records),
+                          "time_limit": args.train_time_limit,
+                          "train_cpu_seconds": train_cpu_seconds,
+                          "load_before": load_before, "load_after": os.getloadavg(),
+                          "seeds": len(read(seed_file, ":")),
                           "seed_db": args.seed_db, "max_atoms": args.max_atoms,
                           "episodes": args.episodes, "train_seconds": train_seconds,
                           "seed_seconds": seed_seconds, "seed_relaxations": seed_relax,
@@ -259,10 +273,20 @@ def stage_table1(args) -> None:
 
 
 def stage_table2(args) -> None:
+    """Iterative growth Ga10→Ga15: the start seeds are teacher minima (the dataset's with
+    ``--seed-db``, else a short random search); every size gets ``--per-size`` teacher relaxations
+    (FIRE, fmax 0.05, at most 2000 steps, counted); the dataset's own random-start minima of the
+    same sizes are the random-search comparison at its number of relaxations."""
+    from ase_mlgen.calculators.counting import CountingCalculator
     from ase_mlgen.generators.megen import MeGen, count_within
 
     t0 = time.perf_counter()
-    start, seed_rep = relaxed_random_minima(args.table2[0], args.seed_relax, 11, _teacher())
+    load_before = os.getloadavg()
+    if args.seed_db:
+        start = dataset_minima(args.seed_db, args.table2[0])
+        seed_rep = dataset_seed_cost(args.seed_db, args.table2[0])
+    else:
+        start, seed_rep = relaxed_random_minima(args.table2[0], args.seed_relax, 11, _teacher())
     emin = start[0].info["energy"]
     start = [s for s in start if s.info["energy"] <= emin + 1.0][:5]
     model = PARTS / "megen_ga.pt"
@@ -275,16 +299,40 @@ def stage_table2(args) -> None:
 
         megen.calculator = calculator_from_spec(args.reward)
         megen.oversample = args.oversample
-    result = megen.iterate(args.table2[1], relax_calculator=_load_gap(), start=start,
-                           per_size=args.per_size, keep=5, window=1.0)
+    counted = CountingCalculator(_load_gap())
+    per_size_cost = {}
+
+    def on_size(size, minima):
+        per_size_cost[size] = {"calls": counted.counter.calls,
+                               "seconds": time.perf_counter() - t0}
+
+    result = megen.iterate(args.table2[1], relax_calculator=counted, start=start,
+                           per_size=args.per_size, keep=5, window=1.0, steps=2000,
+                           callback=on_size)
     out = {"start": f"Ga{args.table2[0]}", "start_seeds": len(start),
            "seed_relaxations": seed_rep["relaxations"], "per_size": args.per_size,
-           "sizes": {}, "wall_seconds": time.perf_counter() - t0}
+           "oversample": args.oversample, "model": str(model) if model.exists() else None,
+           "reward": args.reward, "load_before": load_before, "load_after": os.getloadavg(),
+           "sizes": {}, "wall_seconds": time.perf_counter() - t0,
+           "reward_calls": megen.n_reward_calls}
+    previous = 0
     for size, minima in result.items():
-        out["sizes"][f"Ga{size}"] = {"unique_minima": len(minima),
-                                      "lowest_energy": minima[0].info["energy"],
-                                      "within_0.5": count_within(minima, 0.5),
-                                      "within_1.0": count_within(minima, 1.0)}
+        row = {"unique_minima": len(minima), "lowest_energy": minima[0].info["energy"],
+               "calls": per_size_cost[size]["calls"] - previous}
+        previous = per_size_cost[size]["calls"]
+        ref = minima[0].info["energy"]
+        if args.seed_db:
+            data = dataset_minima(args.seed_db, size)
+            ref = min(ref, data[0].info["energy"])
+            row["dataset_random"] = {
+                "relaxations": dataset_seed_cost(args.seed_db, size)["relaxations"],
+                "lowest_energy": data[0].info["energy"],
+                "within_0.5": count_within(data, 0.5, reference=ref),
+                "within_1.0": count_within(data, 1.0, reference=ref)}
+        row["reference"] = ref
+        row["within_0.5"] = count_within(minima, 0.5, reference=ref)
+        row["within_1.0"] = count_within(minima, 1.0, reference=ref)
+        out["sizes"][f"Ga{size}"] = row
     _write_part("table2", out)
     print(json.dumps(out, indent=1), flush=True)
 
@@ -331,6 +379,282 @@ def stage_race(args) -> None:
         out[f"Ga{n}"] = summary
         _write_part("race", out)
         print(json.dumps({f"Ga{n}": summary}, indent=1), flush=True)
+
+
+RUNS = None   # folder of the per-run JSON files of the "runs" stage (PARTS/runs)
+
+
+def run_file(method: str, n_atoms: int, seed: int, tag: str = "") -> Path:
+    return RUNS / f"{method}{tag}_Ga{n_atoms}_{seed}.json"
+
+
+def execute_run(method: str, n_atoms: int, seed: int, budget: int, options: dict | None = None,
+                tag: str = "") -> dict:
+    """One search run (``bh``, ``random``, ``mh`` or ``megen``) with the GAP teacher, stored with
+    its distinct minima (energy, positions) and the load average before and after."""
+    from ase_mlgen.utils.io import atomic_json_dump
+
+    path = run_file(method, n_atoms, seed, tag)
+    if path.exists():
+        return json.loads(path.read_text())
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    if method == "megen":
+        report, minima = megen_search(n_atoms, budget, seed, _teacher(), dict(options or {}))
+    else:
+        report, minima = baseline_search(method, n_atoms, budget, seed, _teacher(),
+                                         options=options)
+    report.pop("best_structure", None)
+    out = {"method": method, "tag": tag, "system": f"Ga{n_atoms}", "seed": seed,
+           "budget": budget, "options": dict(options or {}), "fmax": 0.05,
+           "optimizer": "FIRE", "steps_per_relaxation": 2000,
+           "load_before": load_before, "load_after": os.getloadavg(),
+           "wall_seconds": time.perf_counter() - t0, "report": report,
+           "minima": [{"energy": float(m.info["energy"]), "step": int(m.info.get("step", -1)),
+                       "positions": np.round(m.positions, 5).tolist()}
+                      for m in sorted(minima, key=lambda a: a.info["energy"])]}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    atomic_json_dump(out, path)
+    print(f"{path.name}: best {report['best_energy']:.4f} eV, {report['relaxations']} "
+          f"relaxations, {report['calls']} calls, {out['wall_seconds']:.0f} s, "
+          f"load {load_before[0]:.1f}", flush=True)
+    return out
+
+
+def run_minima(run: dict) -> list:
+    """The stored minima of a run as ``Atoms`` with ``info["energy"]`` (eV)."""
+    from ase import Atoms
+
+    n = len(run["minima"][0]["positions"]) if run["minima"] else 0
+    element = "Ga"
+    return [Atoms(f"{element}{n}", positions=m["positions"], info={"energy": m["energy"]})
+            for m in run["minima"]]
+
+
+def stage_runs(args) -> None:
+    """Work through the job file ``--jobs`` (one JSON object per line: method, n, seed,
+    budget, options, tag); the file is re-read before each job, so jobs can be appended while
+    the queue runs; finished runs are skipped. ``PAUSE`` in the runs folder holds the queue."""
+    done_any = True
+    while done_any:
+        done_any = False
+        for line in Path(args.jobs).read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            job = json.loads(line)
+            if run_file(job["method"], job["n"], job["seed"], job.get("tag", "")).exists():
+                continue
+            while (RUNS / "PAUSE").exists():
+                time.sleep(20)
+            execute_run(job["method"], job["n"], job["seed"], job["budget"],
+                        job.get("options"), job.get("tag", ""))
+            done_any = True
+            break
+
+
+REF_SIZES = (8, 13, 18, 20, 30)
+#: a run "reaches" the reference when its best energy is within this many eV of it
+REACH_TOL = 0.01
+
+
+def load_runs() -> dict:
+    """``{(label, "GaN"): [run, ...]}`` of the stored runs (label = method + tag), by seed."""
+    runs: dict = {}
+    for path in sorted(RUNS.glob("*.json")):
+        run = json.loads(path.read_text())
+        runs.setdefault((run["method"] + run.get("tag", ""), run["system"]), []).append(run)
+    for reps in runs.values():
+        reps.sort(key=lambda r: r["seed"])
+    return runs
+
+
+def dataset_seed_cost(db: str, n_atoms: int) -> dict:
+    """Teacher relaxations and calls the dataset spent at ``n_atoms`` (its seeds of size
+    ``n_atoms + 1``): one relaxation per final row, ``frame + 1`` calls each."""
+    from ase.db import connect
+
+    with connect(db) as con:
+        rows = list(con.select(f"final=1,natoms={n_atoms}"))
+    return {"relaxations": len(rows), "calls": int(sum(r.get("frame", 0) + 1 for r in rows))}
+
+
+def references(args, runs: dict) -> dict:
+    """Lowest GAP energy of every size in :data:`REF_SIZES` from all sources (eV)."""
+    out = {}
+    for n in REF_SIZES:
+        sources = {}
+        if args.seed_db:
+            try:
+                mins = dataset_minima(args.seed_db, n)
+                sources["dataset " + Path(args.seed_db).name] = {
+                    "energy": mins[0].info["energy"],
+                    "relaxations": dataset_seed_cost(args.seed_db, n)["relaxations"]}
+            except SystemExit:
+                pass
+        for path in sorted((RESULTS / "search_runs").glob(f"Ga{n}_*.json")):
+            rep = json.loads(path.read_text())
+            if rep.get("best_energy") is not None:
+                sources[f"search_runs/{path.name}"] = {"energy": rep["best_energy"],
+                                                      "relaxations": rep["relaxations"]}
+        for (label, system), reps in runs.items():
+            if system != f"Ga{n}":
+                continue
+            for r in reps:
+                if r["report"]["best_energy"] is not None:
+                    sources[f"{label} seed {r['seed']}"] = {
+                        "energy": r["report"]["best_energy"],
+                        "relaxations": r["report"]["relaxations"]}
+        if not sources:
+            continue
+        best = min(sources, key=lambda k: sources[k]["energy"])
+        out[f"Ga{n}"] = {"energy": sources[best]["energy"], "source": best,
+                         "sources": sources}
+    return out
+
+
+def _isomer_counts(run: dict, lowest: float, cut: int) -> dict:
+    from ase_mlgen.generators.megen import count_within
+
+    minima = [m for m, row in zip(run_minima(run), run["minima"]) if row["step"] < cut]
+    return {"within_0.5": count_within(minima, 0.5, reference=lowest) if minima else 0,
+            "within_1.0": count_within(minima, 1.0, reference=lowest) if minima else 0,
+            "relaxations": min(cut, run["report"]["relaxations"])}
+
+
+def table1_report(args, runs: dict, refs: dict) -> dict:
+    """Unique isomers (paper criterion) within 0.5 / 1.0 eV of the lowest energy of the table's
+    runs, per seed and per 100 teacher relaxations, at equal relaxations (the smallest budget of
+    the methods). MeGen twice: without its seeds' cost, and with the seed relaxations counted
+    (its first ``budget − seed relaxations`` relaxations only)."""
+    out = {}
+    for n in args.table1:
+        system = f"Ga{n}"
+        mine = {label: reps for (label, s), reps in runs.items() if s == system}
+        if not mine:
+            continue
+        budget = min(r["budget"] for reps in mine.values() for r in reps)
+        lowest = min(m["energy"] for reps in mine.values() for r in reps for m in r["minima"])
+        seed_cost = (dataset_seed_cost(args.seed_db, n - 1)["relaxations"]
+                     if args.seed_db else 0)
+        row = {"budget": budget, "lowest_energy": lowest,
+               "reference_energy": refs.get(system, {}).get("energy"),
+               "seed_relaxations": seed_cost, "methods": {}}
+        for label, reps in sorted(mine.items()):
+            variants = {label: budget}
+            if label.startswith("megen"):
+                variants[label + " (seed relaxations counted)"] = budget - seed_cost
+            for name, cut in variants.items():
+                per_seed = [_isomer_counts(r, lowest, cut) for r in reps] if cut > 0 else []
+                if not per_seed:
+                    row["methods"][name] = {"note": f"budget {budget} <= {seed_cost} seed "
+                                                    "relaxations"}
+                    continue
+                c05 = [c["within_0.5"] for c in per_seed]
+                c10 = [c["within_1.0"] for c in per_seed]
+                row["methods"][name] = {
+                    "seeds": [r["seed"] for r in reps], "own_relaxations": cut,
+                    "counted_relaxations": budget,
+                    "within_0.5": c05, "within_1.0": c10,
+                    "mean_within_0.5": float(np.mean(c05)),
+                    "mean_within_1.0": float(np.mean(c10)),
+                    "within_0.5_per_100": 100.0 * float(np.mean(c05)) / budget,
+                    "within_1.0_per_100": 100.0 * float(np.mean(c10)) / budget,
+                    "best_energies": [r["report"]["best_energy"] for r in reps]}
+        bh = row["methods"].get("bh", {}).get("mean_within_0.5")
+        for name, m in row["methods"].items():
+            if bh and "mean_within_0.5" in m:
+                m["ratio_to_bh_0.5"] = m["mean_within_0.5"] / bh
+        out[f"Ga{n - 1}->Ga{n}"] = row
+    return out
+
+
+def search_benchmark_runs(n_atoms: int, method: str) -> list[dict]:
+    """Runs of ``bench/search.py`` (``search_runs/GaN_METHOD_SEED.json``) in this script's run
+    format (history, best energy, calls; no minima)."""
+    out = []
+    for path in sorted((RESULTS / "search_runs").glob(f"Ga{n_atoms}_{method}_*.json")):
+        rep = json.loads(path.read_text())
+        out.append({"method": method, "seed": rep["seed"], "budget": rep["budget"],
+                    "report": rep, "minima": [],
+                    "load_before": rep.get("load_before") or [float("nan")] * 3})
+    return out
+
+
+def race_report(args, runs: dict, refs: dict) -> dict:
+    """Relaxations, calls and seconds until a run's best energy is within :data:`REACH_TOL` of
+    the reference (all sources); median over the seeds that reached it, and with the failures
+    counted as "more than the budget" (median is ``None`` when half or more failed)."""
+    out = {}
+    for n in args.race:
+        system = f"Ga{n}"
+        if system not in refs:
+            continue
+        ref = refs[system]["energy"]
+        row = {"reference_energy": ref, "reference_source": refs[system]["source"],
+               "tolerance": REACH_TOL, "methods": {}}
+        extra = {}
+        if args.seed_db:
+            extra = dataset_seed_cost(args.seed_db, n - 1)
+        mine = {label: reps for (label, s), reps in runs.items() if s == system}
+        if "bh" not in mine:          # the search benchmark's runs (same protocol), when there
+            bench = search_benchmark_runs(n, "bh")
+            if bench:
+                mine["bh"] = bench
+                row["bh_from"] = "bench/results/search_runs"
+        for label, reps in sorted(mine.items()):
+            if label == "random":
+                continue
+            variants = {label: {"relaxations": 0, "calls": 0}}
+            if label.startswith("megen") and extra and "seeded" in label:
+                variants[label + " (seed relaxations counted)"] = extra
+            for name, add in variants.items():
+                hits = [next((h for h in r["report"]["history"]
+                              if h["energy"] <= ref + REACH_TOL), None) for r in reps]
+                per = {k: [h[k] + add.get(k, 0) if h else None for h in hits]
+                       for k in ("relaxations", "calls", "seconds")}
+
+                def median(values, budget_of=None):
+                    vals = [v if v is not None else np.inf for v in values]
+                    m = float(np.median(vals))
+                    return m if np.isfinite(m) else None
+
+                row["methods"][name] = {
+                    "success": f"{sum(h is not None for h in hits)}/{len(reps)}",
+                    "seeds": [r["seed"] for r in reps],
+                    "budget": [r["budget"] for r in reps],
+                    "best_energies": [r["report"]["best_energy"] for r in reps],
+                    **{f"{k}_to_reference": v for k, v in per.items()},
+                    **{f"median_{k}": median(v) for k, v in per.items()},
+                    "total_calls": [r["report"]["calls"] + add.get("calls", 0) for r in reps],
+                    "reward_calls": [r["report"].get("reward_calls") for r in reps],
+                    "load_before": [round(r["load_before"][0], 2) for r in reps]}
+        out[system] = row
+    return out
+
+
+def stage_report(args) -> None:
+    """References, Table 1 and the race from the stored runs → ``PARTS/report.json``."""
+    runs = load_runs()
+    refs = references(args, runs)
+    report = {"references": refs, "table1": table1_report(args, runs, refs),
+              "race": race_report(args, runs, refs), "load_now": os.getloadavg()}
+    _write_part("report", report)
+    print(json.dumps({k: v for k, v in report.items() if k != "references"}, indent=1))
+    print(json.dumps({k: {"energy": v["energy"], "source": v["source"]}
+                      for k, v in refs.items()}, indent=1))
+
+
+def stage_seeds(args) -> None:
+    """Seed files ``PARTS/seeds_GaM.xyz`` for every size M = N−1 of Table 1 and the race: the
+    unique teacher minima of the dataset within 1 eV of its lowest (at most 5)."""
+    if not args.seed_db:
+        raise SystemExit("--stage seeds needs --seed-db")
+    for n in sorted(set(args.table1) | set(args.race)):
+        seeds = dataset_minima(args.seed_db, n - 1)
+        emin = seeds[0].info["energy"]
+        seeds = [s for s in seeds if s.info["energy"] <= emin + 1.0][:5]
+        _save_seeds(PARTS / f"seeds_Ga{n - 1}.xyz", seeds)
+        print(f"Ga{n - 1}: {len(seeds)} seeds, {[round(s.info['energy'], 3) for s in seeds]}")
 
 
 def stage_speed(args) -> None:
@@ -426,6 +750,8 @@ def main(argv=None) -> int:
     p.add_argument("--reward", default=None, help="reward calculator spec (default: GAP)")
     p.add_argument("--iterations", type=int, default=120)
     p.add_argument("--episodes", type=int, default=64)
+    p.add_argument("--train-time-limit", type=float, default=None,
+                   help="seconds: PPO stops after the iteration that reaches it")
     p.add_argument("--train-seed-relax", type=int, default=6)
     p.add_argument("--seed-db", default=None,
                    help="take the training seeds from the relaxed rows of this cluster dataset "
@@ -446,6 +772,7 @@ def main(argv=None) -> int:
     p.add_argument("--beam", type=int, default=4,
                    help="width of MeGen's growth beam from a dimer when no seeds are known")
     p.add_argument("--untrained", action="store_true")
+    p.add_argument("--jobs", default=None, help="job file of the 'runs' stage (JSON lines)")
     p.add_argument("--wait-model", type=float, default=0.0,
                    help="seconds to wait for the trained model of a parallel train stage")
     p.add_argument("--quick", action="store_true",
@@ -460,8 +787,9 @@ def main(argv=None) -> int:
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
     args.reward = args.reward or _teacher()
-    global PARTS
+    global PARTS, RUNS
     PARTS = Path(args.parts)
+    RUNS = PARTS / "runs"
     _threads()
     for stage in args.stage:
         globals()[f"stage_{stage}"](args)

@@ -197,6 +197,25 @@ def test_search_generator_factory():
         make_search_generator(Atoms("GaCu"), 0, {})
 
 
+def test_search_generator_screens_lowest_first_and_reseeds_from_minima():
+    from ase_mlgen.generators.megen import SearchMeGen
+
+    calc = _PairCalc()
+    seeds = [_cluster(7, seed=s) for s in range(2)]
+    megen = MeGen(calculator=calc, random_state=0, policy_kwargs={"n_directions": 256})
+    gen = SearchMeGen(megen, 8, seeds=seeds, screen=24, reseed="both", random_state=0)
+    first = gen.generate(3)
+    energies = [a.info["predicted_energy"] for a in first]
+    assert energies == sorted(energies) and megen.n_reward_calls >= 3
+    assert energies[0] == min(calc.predict(gen._queue + first))   # nothing better left queued
+    served = first + gen.generate(3)
+    assert len(unique(served, energy_tol=None)) == 6            # never the same candidate twice
+    gen.observe(_cluster(8, seed=5), -10.0)                     # a minimum: relocation seeds too
+    assert len(gen._seed_pool(None)) > len(seeds)
+    with pytest.raises(ValueError, match="reward calculator"):
+        SearchMeGen(MeGen(random_state=0), 8, seeds=seeds, screen=4)
+
+
 # -- duplicates ----------------------------------------------------------------------------
 def test_duplicates_paper_and_fingerprint():
     a = _cluster(13)

@@ -34,7 +34,8 @@ def run_train(args: argparse.Namespace) -> int:
         calc, seeds = args.calc, args.seeds
         hyper = {"iterations": args.iterations, "episodes": args.episodes,
                  "bag_size": args.bag_size, "max_atoms": args.max_atoms, "seed": args.seed,
-                 "lr": args.lr, "entropy_coef": args.entropy_coef, "threads": args.threads}
+                 "lr": args.lr, "entropy_coef": args.entropy_coef, "threads": args.threads,
+                 "time_limit": args.time_limit}
     if args.device:
         hyper["device"] = args.device
     result = megen.train(args.out, seeds=seeds, calculator=calc, background=args.background,
@@ -62,6 +63,8 @@ def register_train(subparsers) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--entropy-coef", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="stop after the iteration that reaches this many seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--background", action="store_true", help="return at once; watch with "

@@ -375,14 +375,31 @@ class SearchMeGen:
     search reports through :meth:`observe` (each low-energy ``N``-atom minimum minus one atom —
     the policy then re-places it, a learned relocation move); otherwise growth from a dimer by
     the policy (a beam search on predicted energies when a reward calculator is given).
+    ``reseed="both"`` uses the given seeds *and* the relocation seeds of the minima found.
+
+    ``screen=K`` (needs the MeGen's reward calculator) grows ``K`` distinct candidates from the
+    current seed pool, scores them all with the reward calculator and hands them out lowest
+    predicted energy first; the queue is refilled when it runs dry or the seed pool changes.
+    ``screen=0`` (default) asks :meth:`MeGen.generate` for each step (with its ``oversample``).
     """
 
     name = "megen"
 
     def __init__(self, megen: MeGen, n_atoms: int, seeds=None, keep: int = 8,
-                 window: float = 0.5, beam: int = 4, random_state: int | None = None):
+                 window: float = 0.5, beam: int = 4, random_state: int | None = None,
+                 reseed: str = "auto", screen: int = 0):
+        if reseed not in ("auto", "both"):
+            raise ValueError(f"reseed must be 'auto' or 'both', not {reseed!r}")
+        if screen < 0:
+            raise ValueError("screen must be >= 0")
+        if screen and megen.calculator is None:
+            raise ValueError("screen > 0 ranks candidates by predicted energy; give the MeGen a "
+                             "reward calculator (e.g. reward=dart:PATH)")
         self.megen, self.n_atoms = megen, n_atoms
         self.keep, self.window, self.beam = keep, window, beam
+        self.reseed, self.screen = reseed, int(screen)
+        self._queue: list[Atoms] = []
+        self._queue_key = None
         self.random_state = random_state
         self._rng = np.random.default_rng(random_state)
         self.given = read_seeds(seeds, megen.element) if seeds is not None else None
@@ -406,20 +423,32 @@ class SearchMeGen:
             self.minima.sort(key=lambda t: t[0])
             self.minima = self.minima[:4 * self.keep]
 
+    def _low_minima(self) -> list[tuple[float, Atoms]]:
+        if not self.minima:
+            return []
+        emin = self.minima[0][0]
+        return [(e, m) for e, m in self.minima if e <= emin + self.window][:self.keep]
+
+    def _relocation_seeds(self) -> list[Atoms]:
+        pool = []
+        for _, m in self._low_minima():
+            d = m.get_all_distances()
+            coordination = (d < self.megen.rules.windows[0][1]).sum(1) - 1
+            # prefer removing weakly bound atoms (lowest coordination first)
+            for i in np.argsort(coordination, kind="stable")[:max(3, len(m) // 3)]:
+                pool.append(m[[j for j in range(len(m)) if j != i]])
+        return pool
+
+    def _pool_key(self) -> tuple:
+        return tuple(round(e, 4) for e, _ in self._low_minima())
+
     def _seed_pool(self, rng) -> list[Atoms]:
         if self.given is not None:
+            if self.reseed == "both" and self.minima:
+                return self.given + self._relocation_seeds()
             return self.given
         if self.minima:
-            emin = self.minima[0][0]
-            low = [m for e, m in self.minima if e <= emin + self.window][:self.keep]
-            pool = []
-            for m in low:
-                d = m.get_all_distances()
-                coordination = (d < self.megen.rules.windows[0][1]).sum(1) - 1
-                # prefer removing weakly bound atoms (lowest coordination first)
-                for i in np.argsort(coordination, kind="stable")[:max(3, len(m) // 3)]:
-                    pool.append(m[[j for j in range(len(m)) if j != i]])
-            return pool
+            return self._relocation_seeds()
         if self._grown is None:
             start = dimer(self.megen.element, self.megen.rules.bond_length)
             keep = self.beam if self.megen.calculator is not None else None
@@ -436,6 +465,8 @@ class SearchMeGen:
             return [tag(dimer(self.megen.element, self.megen.rules.bond_length), "megen")
                     for _ in range(n)]
         pool = self._seed_pool(rng)
+        if self.screen:
+            return self._from_queue(n, pool, rng)
         out: list[Atoms] = []
         for _ in range(5):   # candidates already proposed in earlier steps are not proposed again
             for atoms in self.megen.generate(2 * n, rng=rng, seeds=pool):
@@ -445,6 +476,34 @@ class SearchMeGen:
                 return out
         return out + self.megen.generate(n - len(out), rng=rng, seeds=pool)
 
+    def _from_queue(self, n: int, pool: list[Atoms], rng) -> list[Atoms]:
+        """``n`` candidates from the screened queue (lowest predicted energy first)."""
+        key = (len(pool), self._pool_key())
+        if key != self._queue_key or len(self._queue) < n:
+            self._refill(pool, rng)
+            self._queue_key = key
+        out = []
+        while self._queue and len(out) < n:
+            atoms = self._queue.pop(0)
+            if self._seen.add(atoms):
+                out.append(atoms)
+        if len(out) < n:          # the pool has few distinct sites left: unscreened fill-up
+            out += self.megen.generate(n - len(out), rng=rng, seeds=pool)
+        return out
+
+    def _refill(self, pool: list[Atoms], rng) -> None:
+        oversample, self.megen.oversample = self.megen.oversample, 1
+        try:
+            grown = self.megen.generate(self.screen, rng=rng, seeds=pool)
+        finally:
+            self.megen.oversample = oversample
+        fresh = [a for a in grown if self._seen.index_of(a) is None]
+        energies = energies_of(fresh, self.megen.calculator)
+        self.megen.n_reward_calls += len(fresh)
+        for atoms, e in zip(fresh, energies):
+            atoms.info["predicted_energy"] = float(e)
+        self._queue = [fresh[i] for i in np.argsort(energies, kind="stable")]
+
 
 def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMeGen:
     """The ``megen`` method of ``ase-mlgen search``.
@@ -452,8 +511,9 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
     Options (``--option KEY=VALUE``): ``model`` (``--model PATH``: a trained MeGen; without it an
     untrained policy that only obeys the placement rules), ``seeds`` (file of ``N−1``-atom seeds),
     ``reward`` (calculator spec for screening, e.g. ``dart:PATH``), ``oversample`` (int),
-    ``keep``, ``window`` (eV), ``beam`` (width of the growth beam when no seeds are known),
-    ``focal`` (``random``/``learned``), ``device``.
+    ``screen`` (int: rank that many candidates by the reward and relax them lowest first),
+    ``reseed`` (``auto``/``both``), ``keep``, ``window`` (eV), ``beam`` (width of the growth
+    beam when no seeds are known), ``focal`` (``random``/``learned``), ``device``.
     """
     symbols = set(template.get_chemical_symbols())
     if len(symbols) != 1:
@@ -472,4 +532,6 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
     return SearchMeGen(megen, len(template), seeds=option(options, "seeds", None, str),
                        keep=option(options, "keep", 8, int),
                        window=option(options, "window", 0.5, float),
-                       beam=option(options, "beam", 4, int), random_state=seed)
+                       beam=option(options, "beam", 4, int), random_state=seed,
+                       reseed=option(options, "reseed", "auto", str),
+                       screen=option(options, "screen", 0, int))

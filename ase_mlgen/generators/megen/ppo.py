@@ -17,7 +17,8 @@ from a dimer up to ``max_atoms``) with a bag of ``bag_size`` atoms.
 direction (:class:`~ase_mlgen.generators.megen.policy.MeGenPolicy`): the paper's penalty still
 applies when no direction at the sampled distance obeys the rules, but the policy no longer spends
 its training learning the rules themselves and can spend it on the energy. ``False`` is the
-paper's setting.
+paper's setting. ``time_limit`` (seconds of this process) stops the run after the iteration
+that reaches it; a resumed run starts a new clock.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from ase_mlgen.generators.megen.policy import MeGenPolicy
 DEFAULTS = dict(iterations=40, episodes=64, ppo_epochs=4, minibatch=64, lr=3e-4, clip=0.2,
                 gamma=1.0, lam=0.95, entropy_coef=0.01, value_coef=0.5, max_grad_norm=0.5,
                 bag_size=1, grow_pool=True, pool_size=256, max_atoms=20, reward="delta",
-                seed=0, device="auto", threads=None, mask_invalid=True)
+                seed=0, device="auto", threads=None, mask_invalid=True, time_limit=None)
 
 
 def _calculator(config):
@@ -222,8 +223,13 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
                                  "config": cfg}, best=improved)
         print(f"iteration {it}/{cfg['iterations']} return {mean_return:.3f} valid {valid:.2f} "
               f"({time.time() - t0:.1f} s)", flush=True)
+        if cfg["time_limit"] and time.time() - t_start >= float(cfg["time_limit"]):
+            print(f"time limit of {cfg['time_limit']} s reached after iteration {it}",
+                  flush=True)
+            break
     run_dir.plot(keys=("mean_return", "mean_reward"))
-    return {"iterations": cfg["iterations"], "best_score": best_score,
+    return {"iterations": it if start_iter < cfg["iterations"] else start_iter,
+            "max_iterations": cfg["iterations"], "best_score": best_score,
             "seconds": time.time() - t_start, "energy_calls": env.n_energy_calls,
             "best_energy_per_size": best_energy}
 
