@@ -12,6 +12,7 @@ recorded in the JSON)::
 
 then ``python bench/dart.py --db bench/data/ga.db [--max-epochs N] [--max-seconds S]`` (or its
 parts ``--part dart``, ``--part hdnn``, ``--part transfer``, ``--part dart_smooth``,
+``--part dart_minima`` (trained and tested on minima only, the paper's protocol),
 ``--part small`` (DART on ``--small-db``, saved as ``--small-model``), ``--part speed`` as
 separate processes, then ``--part merge``).
 
@@ -210,10 +211,14 @@ def run_part(part, args, images, sizes, energy, kinds) -> dict:
     split), ``transfer``."""
     from ase_mlgen.nn.training import split_indices
 
+    if part == "dart_minima":  # the paper's protocol: minima only, for training and test
+        keep = np.flatnonzero(kinds == "minimum")
+        images, sizes, energy, kinds = ([images[i] for i in keep], sizes[keep], energy[keep],
+                                        kinds[keep])
     pick = lambda idx: [images[i] for i in idx]  # noqa: E731
     i_train, i_val, i_test = split_indices(len(images), [0.8, 0.1, 0.1], seed=args.seed)
     out: dict = {"part": part, "load_average_at_start": os.getloadavg()}
-    if part in ("dart", "hdnn", "dart_smooth", "small"):
+    if part in ("dart", "hdnn", "dart_smooth", "dart_minima", "small"):
         print(f"{part}: random split {len(i_train)} train, {len(i_val)} val, {len(i_test)} test",
               flush=True)
         kind = "hdnn" if part == "hdnn" else "dart"
@@ -291,7 +296,8 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default="bench/data/parts",
                     help="folder for the results of each part (merged into --out)")
     ap.add_argument("--part", action="append",
-                    choices=("dart", "hdnn", "transfer", "dart_smooth", "small", "speed", "merge"),
+                    choices=("dart", "hdnn", "transfer", "dart_smooth", "dart_minima", "small",
+                             "speed", "merge"),
                     help="run only these parts (repeat); default: all, then merge. Parts can "
                          "run as separate processes at the same time")
     ap.add_argument("--max-epochs", type=int, default=2000)
@@ -362,6 +368,8 @@ def main(argv=None) -> int:
                                                 f"test Ga{args.transfer_size}"),
              "dart_smooth": ("dart_smooth_tad_random_split",
                              f"DART, smooth TAD (width {args.smooth_width} Å), random split"),
+             "dart_minima": ("dart_minima_only_random_split",
+                             "DART trained and tested on minima only"),
              "small": ("dart_small_clusters", "DART on Ga4-30, random split (test)")}
     speed = Path(args.parts) / "speed.json"
     speed_data = json.loads(speed.read_text()) if speed.exists() else None

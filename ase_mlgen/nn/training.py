@@ -272,6 +272,7 @@ class EnergyTrainer:
             model.load_state_dict(best_state)
         model.eval()
         return {"epochs": epoch, "stop_reason": stop, "best_val_loss": best,
+                "final_lr": opt.param_groups[0]["lr"],
                 "featurize_seconds": featurize_s, "train_seconds": train_s,
                 "device": str(self.device), "n_train": n,
                 "n_validation": 0 if validation is None else len(validation)}
