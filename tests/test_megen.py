@@ -203,7 +203,8 @@ def test_search_generator_screens_lowest_first_and_reseeds_from_minima():
     calc = _PairCalc()
     seeds = [_cluster(7, seed=s) for s in range(2)]
     megen = MeGen(calculator=calc, random_state=0, policy_kwargs={"n_directions": 256})
-    gen = SearchMeGen(megen, 8, seeds=seeds, screen=24, reseed="both", random_state=0)
+    gen = SearchMeGen(megen, 8, seeds=seeds, screen=24, reseed="both", random_state=0,
+                      site_tol=0.15)
     first = gen.generate(3)
     energies = [a.info["predicted_energy"] for a in first]
     assert energies == sorted(energies) and megen.n_reward_calls >= 3
@@ -231,6 +232,25 @@ def test_duplicates_paper_and_fingerprint():
     filt = DuplicateFilter("paper", energy_tol=0.01)
     a.info["energy"], b.info["energy"] = -1.0, -1.5
     assert filt.add(a) and filt.add(b)                          # energies differ: distinct
+
+
+def test_site_filter_merges_nearby_and_symmetric_placements():
+    from ase_mlgen.generators.megen import SiteFilter
+
+    seed = Icosahedron("Ga", 2, latticeconstant=3.9)            # 13 atoms, Ih symmetric
+    top = seed.positions[1] * 1.9                                 # on top of a surface atom
+    filt = SiteFilter(0.15)
+    grow = lambda p: seed + Atoms("Ga", positions=[p])            # noqa: E731
+    assert filt.add(grow(top))
+    assert not filt.add(grow(top + [0.1, 0.0, 0.0]))              # 0.1 Å away: same site
+    moved = grow(seed.positions[2] * 1.9)                         # a symmetry-equivalent site
+    moved.rotate(30, "z")
+    moved.translate([1.0, 2.0, 3.0])
+    assert not filt.add(moved)
+    assert filt.add(grow(seed.positions[1] * 1.9 + seed.positions[2] * 1.9))  # elsewhere
+    other = seed.copy()
+    other.positions[0] += 0.3                                     # a different seed
+    assert filt.add(other + Atoms("Ga", positions=[top]))
 
 
 def test_cli_train_megen_and_status(tmp_path, capsys):

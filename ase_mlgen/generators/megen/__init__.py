@@ -8,12 +8,13 @@ Technol. 4, 025032, 2023).
   ``ase-mlgen search megen`` factory :func:`make_search_generator`;
 * :mod:`.duplicates` — the paper's duplicate criterion and a fingerprint one.
 """
-from ase_mlgen.generators.megen.duplicates import DuplicateFilter, count_within, unique
+from ase_mlgen.generators.megen.duplicates import (DuplicateFilter, SiteFilter, count_within,
+                                                  unique)
 from ase_mlgen.generators.megen.env import BatchGrowthEnv, PlacementRules
 from ase_mlgen.generators.megen.generator import (MeGen, SearchMeGen, dimer,
                                                   make_search_generator, read_seeds)
 from ase_mlgen.generators.megen.policy import MeGenPolicy
 
 __all__ = ["MeGen", "SearchMeGen", "MeGenPolicy", "BatchGrowthEnv", "PlacementRules",
-           "DuplicateFilter", "unique", "count_within", "dimer", "make_search_generator",
+           "DuplicateFilter", "SiteFilter", "unique", "count_within", "dimer", "make_search_generator",
            "read_seeds"]

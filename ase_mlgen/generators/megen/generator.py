@@ -11,7 +11,7 @@ import torch
 from ase import Atoms
 
 from ase_mlgen.generators.base import as_rng, option, tag
-from ase_mlgen.generators.megen.duplicates import DuplicateFilter, unique
+from ase_mlgen.generators.megen.duplicates import DuplicateFilter, SiteFilter, unique
 from ase_mlgen.generators.megen.env import BatchGrowthEnv, PlacementRules, energies_of
 from ase_mlgen.generators.megen.policy import MeGenPolicy
 
@@ -381,13 +381,17 @@ class SearchMeGen:
     current seed pool, scores them all with the reward calculator and hands them out lowest
     predicted energy first; the queue is refilled when it runs dry or the seed pool changes.
     ``screen=0`` (default) asks :meth:`MeGen.generate` for each step (with its ``oversample``).
+
+    ``site_tol`` (Å) adds the pre-relaxation :class:`SiteFilter`: a candidate whose new atom sits
+    at a site of its seed already proposed (or, for a relocation seed, where the removed atom
+    was) is not proposed again. ``None`` (default): the paper's duplicate criterion only.
     """
 
     name = "megen"
 
     def __init__(self, megen: MeGen, n_atoms: int, seeds=None, keep: int = 8,
                  window: float = 0.5, beam: int = 4, random_state: int | None = None,
-                 reseed: str = "auto", screen: int = 0):
+                 reseed: str = "auto", screen: int = 0, site_tol: float | None = None):
         if reseed not in ("auto", "both"):
             raise ValueError(f"reseed must be 'auto' or 'both', not {reseed!r}")
         if screen < 0:
@@ -398,6 +402,7 @@ class SearchMeGen:
         self.megen, self.n_atoms = megen, n_atoms
         self.keep, self.window, self.beam = keep, window, beam
         self.reseed, self.screen = reseed, int(screen)
+        self._sites = SiteFilter(site_tol) if site_tol else None
         self._queue: list[Atoms] = []
         self._queue_key = None
         self.random_state = random_state
@@ -436,7 +441,10 @@ class SearchMeGen:
             coordination = (d < self.megen.rules.windows[0][1]).sum(1) - 1
             # prefer removing weakly bound atoms (lowest coordination first)
             for i in np.argsort(coordination, kind="stable")[:max(3, len(m) // 3)]:
-                pool.append(m[[j for j in range(len(m)) if j != i]])
+                order = [j for j in range(len(m)) if j != i]
+                pool.append(m[order])
+                if self._sites is not None:   # putting the atom back is no new candidate
+                    self._sites.add(m[order + [int(i)]])
         return pool
 
     def _pool_key(self) -> tuple:
@@ -470,11 +478,14 @@ class SearchMeGen:
         out: list[Atoms] = []
         for _ in range(5):   # candidates already proposed in earlier steps are not proposed again
             for atoms in self.megen.generate(2 * n, rng=rng, seeds=pool):
-                if len(out) < n and self._seen.add(atoms):
+                if len(out) < n and self._new_site(atoms) and self._seen.add(atoms):
                     out.append(atoms)
             if len(out) == n:
                 return out
         return out + self.megen.generate(n - len(out), rng=rng, seeds=pool)
+
+    def _new_site(self, atoms: Atoms) -> bool:
+        return self._sites is None or self._sites.add(atoms)
 
     def _from_queue(self, n: int, pool: list[Atoms], rng) -> list[Atoms]:
         """``n`` candidates from the screened queue (lowest predicted energy first)."""
@@ -485,7 +496,7 @@ class SearchMeGen:
         out = []
         while self._queue and len(out) < n:
             atoms = self._queue.pop(0)
-            if self._seen.add(atoms):
+            if self._new_site(atoms) and self._seen.add(atoms):
                 out.append(atoms)
         if len(out) < n:          # the pool has few distinct sites left: unscreened fill-up
             out += self.megen.generate(n - len(out), rng=rng, seeds=pool)
@@ -497,7 +508,8 @@ class SearchMeGen:
             grown = self.megen.generate(self.screen, rng=rng, seeds=pool)
         finally:
             self.megen.oversample = oversample
-        fresh = [a for a in grown if self._seen.index_of(a) is None]
+        fresh = [a for a in grown if self._seen.index_of(a) is None
+                 and (self._sites is None or not self._sites.is_known(a))]
         energies = energies_of(fresh, self.megen.calculator)
         self.megen.n_reward_calls += len(fresh)
         for atoms, e in zip(fresh, energies):
@@ -512,7 +524,7 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
     untrained policy that only obeys the placement rules), ``seeds`` (file of ``N−1``-atom seeds),
     ``reward`` (calculator spec for screening, e.g. ``dart:PATH``), ``oversample`` (int),
     ``screen`` (int: rank that many candidates by the reward and relax them lowest first),
-    ``reseed`` (``auto``/``both``), ``keep``, ``window`` (eV), ``beam`` (width of the growth
+    ``reseed`` (``auto``/``both``), ``site_tol`` (Å: pre-relaxation site duplicates), ``keep``, ``window`` (eV), ``beam`` (width of the growth
     beam when no seeds are known), ``focal`` (``random``/``learned``), ``device``.
     """
     symbols = set(template.get_chemical_symbols())
@@ -534,4 +546,5 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
                        window=option(options, "window", 0.5, float),
                        beam=option(options, "beam", 4, int), random_state=seed,
                        reseed=option(options, "reseed", "auto", str),
-                       screen=option(options, "screen", 0, int))
+                       screen=option(options, "screen", 0, int),
+                       site_tol=option(options, "site_tol", None, float))
