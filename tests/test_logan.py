@@ -326,6 +326,24 @@ def test_representatives_accept_and_group():
     assert len(picked) <= 3
 
 
+def test_representatives_group_fill_covers_every_group():
+    from ase_mlgen.select import representatives
+
+    # group "a" fills two tight clumps; group "b" is one outlier at the edge of the first clump:
+    # both k-means clusters offer an "a" first, the fill still adds "b"
+    xs = [0.0, 0.01, 0.02, 0.03, 10.0, 10.01, 10.02, 10.03, 0.9]
+    images = []
+    for i, x in enumerate(xs):
+        a = molecule("CH4")
+        a.rattle(0.01, seed=i)                 # distinct structures (exact copies count once)
+        a.info["kind"] = "b" if x == 0.9 else "a"
+        images.append(a)
+    features = np.array(xs)[:, None]
+    picked = representatives(images, 2, features=features, group=lambda a: a.info["kind"],
+                             random_state=0)
+    assert sorted(a.info["kind"] for a in picked) == ["a", "b"]
+
+
 def test_bks_forces_match_energy_and_quartz_is_stable():
     from ase.optimize import BFGS
 

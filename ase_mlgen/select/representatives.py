@@ -8,6 +8,8 @@ paper (Kovács et al. 2024), which relaxes only these representatives.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from typing import Sequence
 
 import numpy as np
@@ -104,8 +106,10 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
     structures are dropped. ``group``: an optional identity ``group(atoms) -> hashable or None``
     (e.g. a bond-graph hash): then no two picked structures share a group; structures are
     k-means clustered as before, each cluster offers its members nearest the centre first, and a
-    cluster whose members all belong to groups already taken gives nothing; when fewer than
-    ``k`` groups exist, fewer than ``k`` structures come back. ``None`` groups never clash.
+    cluster whose members all belong to groups already taken gives nothing; groups that no
+    cluster offered then fill the remaining slots (most populated first, each by its member
+    nearest a centre), so every group is represented when there are at most ``k``; when fewer
+    than ``k`` groups exist, fewer than ``k`` structures come back. ``None`` groups never clash.
 
     ``return_info=True`` returns ``(picked, info)`` with ``info`` holding the PCA coordinates of
     all kept structures (``"pca"``), their indices (``"kept"``), the k-means labels, the centres
@@ -184,6 +188,30 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
         atoms.info["cluster"] = int(c)
         atoms.info["source_index"] = int(source)
         picked.append(atoms)
+    if group is not None and len(picked) < k:
+        # groups that no cluster offered (all their members sat in clusters that gave another
+        # group first): their member nearest any centre fills the remaining slots, the most
+        # populated groups first
+        dist = ((coords[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1).min(axis=1)
+        best_of: dict = {}
+        size: Counter = Counter()
+        for m in range(len(unique_rows)):
+            g = group(images[kept[unique_rows[m]]])
+            if g is None or g in taken:
+                continue
+            size[g] += 1
+            if g not in best_of or dist[m] < dist[best_of[g]]:
+                best_of[g] = m
+        for g, _ in size.most_common(k - len(picked)):
+            m = best_of[g]
+            source = kept[unique_rows[m]]
+            taken.add(g)
+            chosen.append(source)
+            atoms = images[source].copy()
+            atoms.info.update(images[source].info)
+            atoms.info["cluster"] = int(km.labels_[m])
+            atoms.info["source_index"] = int(source)
+            picked.append(atoms)
     info.update({"pca": coords, "unique_kept": [kept[i] for i in unique_rows],
                  "labels": km.labels_, "centres": km.cluster_centers_, "picked": chosen})
     return (picked, info) if return_info else picked

@@ -76,6 +76,19 @@ def graph_hash(graph: nx.Graph) -> str:
     return nx.weisfeiler_lehman_graph_hash(graph, node_attr="symbol")
 
 
+def molecule_identity(atoms: Atoms, scale: float = 1.2,
+                      valence: dict[str, int] | None = None) -> str | None:
+    """A label of the constitutional isomer of ``atoms``: the element-labelled Weisfeiler–Lehman
+    hash of its bond graph when that graph is one valence-saturated molecule, else ``None``.
+
+    Needs no list of expected isomers, so it serves as ``group=`` of
+    :func:`ase_mlgen.select.representatives` for any composition (one pick per isomer)."""
+    graph = bond_graph(atoms, scale)
+    if not is_valid_molecule(graph, valence):
+        return None
+    return graph_hash(graph)
+
+
 def unique_molecules(images: Iterable[Atoms], scale: float = 1.2,
                      valid_only: bool = False) -> list[list[int]]:
     """Group ``images`` by molecule identity; returns lists of indices, one list per molecule.
