@@ -35,6 +35,12 @@ PAPER_TABLE1 = {1.9: 87.7, 2.2: 89.8, 2.5: 88.9, 2.8: 82.2, 3.1: 73.3, 3.4: 64.5
 
 G2 = [[eta, rs] for eta in (0.5, 2.0) for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)]
 G5 = [[0.005, z, lam] for z in (1, 2, 4) for lam in (-1, 1)]
+# the richer ACSF of the "pooled-rich" mode (Pt clusters): G1 + 63 G2 + 24 G5 = 88 per atom, so
+# the pooled (max, min) vector has 176 numbers >= 3N - 6 = 159 internal coordinates of Pt55 (a
+# necessary condition for a pooled vector to determine the structure; 46 numbers of the small set
+# fall short from N = 18 on)
+RICH_G2 = [[eta, rs] for eta in (0.5, 2.0, 6.0) for rs in np.arange(1.0, 6.01, 0.25).round(2)]
+RICH_G5 = [[eta, z, lam] for eta in (0.005, 0.05, 0.2) for z in (1, 2, 4, 8) for lam in (-1, 1)]
 
 
 def _json_default(o):
@@ -113,13 +119,16 @@ def run_recon(args, result, path):
     from ase_mlgen.inversion.inverter import ACSFInverter
 
     cats = recon_cases(args.n_pt10)
+    only = [c.strip() for c in args.categories.split(",")] if args.categories else list(cats)
     queue = []
     longest = max(len(v) for v in cats.values())
     for i in range(longest):  # round-robin over categories
         for cat, cases in cats.items():
-            if i < len(cases):
+            if i < len(cases) and cat in only:
                 queue.append((cat, *cases[i]))
     rows = result.setdefault("reconstruction", [])
+    if args.redo:  # drop earlier rows of the categories run now (new settings)
+        rows[:] = [r for r in rows if r["category"] not in only]
     rename = {"octa19": "octa13", "deca49": "deca55"}  # labels of an earlier version
     for row in rows:
         row["name"] = rename.get(row["name"], row["name"])
@@ -128,35 +137,51 @@ def run_recon(args, result, path):
     for cat, name, atoms in queue:
         species = sorted(set(atoms.get_chemical_symbols()))
         desc = ACSF(species, r_cut=args.r_cut, g2_params=G2, g5_params=G5)
-        for mode in ("per-atom", "pooled"):
+        modes = ["per-atom", "pooled"] + (["pooled-rich"] if cat == "Pt clusters" else [])
+        for mode in modes:
             if time.perf_counter() - t_start > args.recon_budget:
                 break
             if (name, mode) in done:
                 continue
             periodic = bool(atoms.pbc.any())
+            large = len(atoms) >= args.large
+            time_limit = args.time_limit_large if large else args.time_limit
+            if mode == "pooled-rich":
+                time_limit = max(args.time_limit, args.time_limit_rich if large else 0)
             if mode == "per-atom":
-                settings = dict(n_init=args.n_init_periodic if periodic else args.n_init,
-                                n_hops=args.n_hops, steps=args.steps, patience=args.patience,
+                settings = dict(n_init=args.n_init_periodic if periodic
+                                else (args.n_init_large if large else args.n_init),
+                                n_hops=args.n_hops_large if large else args.n_hops,
+                                steps=args.steps_large if large else args.steps,
+                                patience=args.patience_large if large else args.patience,
                                 feature_weights=args.weights, pooling=None)
+                if cat == "Pt clusters":  # metal clusters: compact starts, surface-site hops
+                    settings.update(init=args.cluster_init, relocate_to=args.cluster_relocate,
+                                    relocate=3, stage_polish=args.stage_polish)
             else:
                 settings = dict(n_init=args.n_init_pooled, n_hops=args.n_hops_pooled,
                                 steps=args.steps_pooled, pooling=("max", "min"))
-            inv = ACSFInverter(desc, lr=args.lr, random_state=args.seed,
-                               time_limit=args.time_limit, **settings)
+            d = (ACSF(species, r_cut=args.r_cut, g2_params=RICH_G2, g5_params=RICH_G5)
+                 if mode == "pooled-rich" else desc)
+            inv = ACSFInverter(d, lr=args.lr, random_state=args.seed,
+                               time_limit=time_limit, **settings)
             t0 = time.perf_counter()
             rec = inv.reconstruct_from(atoms)
             sec = time.perf_counter() - t0
             rmsd = structure_rmsd(atoms, rec)
             rows.append({"category": cat, "name": name, "n_atoms": len(atoms), "mode": mode,
                          "rmsd": rmsd, "success": bool(rmsd < 0.1), "seconds": sec,
+                         "time_limit_s": time_limit, "n_features": d.n_features,
+                         "settings": {k: v for k, v in settings.items() if k != "pooling"},
                          "loss": rec.info["reconstruction_loss"],
-                         "relative_loss": rec.info["relative_loss"]})
-            print(f"[recon] {cat:16s} {name:10s} {mode:8s} N={len(atoms):3d} rmsd={rmsd:.3f} "
+                         "relative_loss": rec.info["relative_loss"],
+                         "load_average": os.getloadavg()})
+            print(f"[recon] {cat:16s} {name:10s} {mode:11s} N={len(atoms):3d} rmsd={rmsd:.3f} "
                   f"{sec:6.1f}s", flush=True)
             save(result, path)
     summary = {}
     for cat in cats:
-        for mode in ("per-atom", "pooled"):
+        for mode in ("per-atom", "pooled", "pooled-rich"):
             r = [x for x in rows if x["category"] == cat and x["mode"] == mode]
             if r:
                 summary[f"{cat} / {mode}"] = {
@@ -172,6 +197,15 @@ def run_recon(args, result, path):
                      "feature_weights": args.weights, "init": "grow (cells: uniform)"},
         "pooled": {"n_init": args.n_init_pooled, "n_hops": args.n_hops_pooled,
                    "steps": args.steps_pooled, "feature_weights": None, "init": "box"},
+        "pooled_rich_acsf": {"r_cut": args.r_cut, "g2_params": RICH_G2,
+                             "g5_params": RICH_G5},
+        "pt_clusters_per_atom": {"init": args.cluster_init,
+                                 "relocate_to": args.cluster_relocate, "relocate": 3,
+                                 "stage_polish": args.stage_polish},
+        "large": {"n_atoms_from": args.large, "n_init": args.n_init_large,
+                  "n_hops": args.n_hops_large, "steps": args.steps_large,
+                  "patience": args.patience_large, "time_limit_s": args.time_limit_large,
+                  "pooled_rich_time_limit_s": args.time_limit_rich},
         "polish": "L-BFGS on the squared loss, 3 best, 300 iterations", "lr": args.lr,
         "time_limit_s": args.time_limit, "seed": args.seed,
         "budget_s": args.recon_budget, "torch_threads": torch.get_num_threads()}
@@ -360,6 +394,21 @@ def main(argv=None):
     p.add_argument("--time-limit", type=float, default=30.0,
                    help="seconds per reconstruction (inverter time_limit)")
     p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--categories", default="",
+                   help="recon: only these categories (comma list; default all)")
+    p.add_argument("--redo", action="store_true",
+                   help="recon: replace the earlier rows of the categories run")
+    p.add_argument("--time-limit-rich", type=float, default=60.0,
+                   help="pooled-rich mode: seconds per reconstruction")
+    p.add_argument("--large", type=int, default=38, help="clusters from this size are 'large'")
+    p.add_argument("--n-init-large", type=int, default=16)
+    p.add_argument("--n-hops-large", type=int, default=6)
+    p.add_argument("--steps-large", type=int, default=200)
+    p.add_argument("--patience-large", type=int, default=60)
+    p.add_argument("--time-limit-large", type=float, default=180.0)
+    p.add_argument("--cluster-init", default="compact", help="per-atom Pt clusters: init")
+    p.add_argument("--cluster-relocate", default="site")
+    p.add_argument("--stage-polish", type=int, default=100)
     p.add_argument("--n-pt10", type=int, default=20)
     p.add_argument("--recon-budget", type=float, default=900.0, help="seconds for part recon")
     p.add_argument("--epochs1", type=int, default=300)
