@@ -226,7 +226,9 @@ class MeGen:
                     kept.append(atoms)
         if len(kept) < want:   # few distinct sites exist: allow duplicates to fill the request
             pick = rng.integers(len(seeds), size=want - len(kept))
-            kept += self.place([seeds[i] for i in pick], rng)
+            for atoms, i in zip(self.place([seeds[i] for i in pick], rng), pick):
+                atoms.info["seed_index"] = int(i)
+                kept.append(atoms)
         if self.oversample > 1:
             if self.calculator is None:
                 raise ValueError("oversample > 1 screens candidates by predicted energy; give "
