@@ -122,7 +122,32 @@ def megen_search(n_atoms: int, budget: int, seed: int, calc_spec: str, options: 
         # single-point energies MeGen spent on screening (oversample/beam), not in "calls"
         report["reward_calls"] = getattr(gen.megen, "n_reward_calls", None)
         minima = _minima(db, "megen", seed)
+        report["steps"] = _steps(db, "megen", seed)
     return report, minima
+
+
+def _steps(db, name, seed) -> list[dict]:
+    """Per relaxation: the unrelaxed candidate (positions, predicted energy when screened), the
+    relaxed energy, and the index of the distinct minimum it relaxed to (search criterion)."""
+    from ase_mlgen.search.storage import SearchStorage
+
+    storage = SearchStorage(db, name, seed)
+    cands = {row.step: row for row in storage.connection.select(relaxed=0,
+                                                                 **storage.selection)}
+    out = []
+    for row in storage.minima_rows():
+        cand = cands.get(row.step)
+        out.append({"step": int(row.step), "energy": float(row.energy),
+                    "minimum": int(row.get("minimum", -1)),
+                    "duplicate": int(row.get("duplicate_of", 0)) != 0,
+                    "calls": int(row.get("calls", 0)),
+                    "predicted_energy": (float(cand.get("predicted_energy"))
+                                         if cand is not None and cand.get("predicted_energy")
+                                         is not None else None),
+                    "seed_index": int(cand.get("seed_index", -1)) if cand is not None else -1,
+                    "candidate": (np.round(cand.positions, 4).tolist()
+                                  if cand is not None else None)})
+    return out
 
 
 def baseline_search(method: str, n_atoms: int, budget: int, seed: int, calc_spec: str,
