@@ -211,6 +211,9 @@ def test_search_generator_screens_lowest_first_and_reseeds_from_minima():
     assert energies[0] == min(calc.predict(gen._queue + first))   # nothing better left queued
     served = first + gen.generate(3)
     assert len(unique(served, energy_tol=None)) == 6            # never the same candidate twice
+    levels = SearchMeGen(megen, 8, seeds=seeds, screen=24, predicted_tol=1e-6, random_state=0)
+    picked = [a.info["predicted_energy"] for a in levels.generate(4)]
+    assert len(set(picked)) == len(picked)                      # one per predicted level
     gen.observe(_cluster(8, seed=5), -10.0)                     # a minimum: relocation seeds too
     assert len(gen._seed_pool(None)) > len(seeds)
     with pytest.raises(ValueError, match="reward calculator"):

@@ -384,6 +384,12 @@ class SearchMeGen:
     predicted energy first; the queue is refilled when it runs dry or the seed pool changes.
     ``screen=0`` (default) asks :meth:`MeGen.generate` for each step (with its ``oversample``).
 
+    ``predicted_tol`` (eV) is a pre-relaxation duplicate test by the reward model: a candidate
+    whose predicted energy lies within ``predicted_tol`` of one already proposed is not proposed.
+    With the paper's integer-TAD DART, equal predictions mean equal neighbour-count topology, and
+    such candidates mostly relax to the same minimum (Ga8: 39 of 40 screened candidates shared
+    the lowest prediction and all relaxed to the same minimum). ``None`` (default): off.
+
     ``site_tol`` (Å) adds the pre-relaxation :class:`SiteFilter`: a candidate whose new atom sits
     at a site of its seed already proposed (or, for a relocation seed, where the removed atom
     was) is not proposed again. ``None`` (default): the paper's duplicate criterion only.
@@ -393,7 +399,8 @@ class SearchMeGen:
 
     def __init__(self, megen: MeGen, n_atoms: int, seeds=None, keep: int = 8,
                  window: float = 0.5, beam: int = 4, random_state: int | None = None,
-                 reseed: str = "auto", screen: int = 0, site_tol: float | None = None):
+                 reseed: str = "auto", screen: int = 0, site_tol: float | None = None,
+                 predicted_tol: float | None = None):
         if reseed not in ("auto", "both"):
             raise ValueError(f"reseed must be 'auto' or 'both', not {reseed!r}")
         if screen < 0:
@@ -405,6 +412,10 @@ class SearchMeGen:
         self.keep, self.window, self.beam = keep, window, beam
         self.reseed, self.screen = reseed, int(screen)
         self._sites = SiteFilter(site_tol) if site_tol else None
+        if predicted_tol is not None and predicted_tol < 0:
+            raise ValueError("predicted_tol must be >= 0 (eV)")
+        self.predicted_tol = predicted_tol
+        self._predicted: list[float] = []
         self._queue: list[Atoms] = []
         self._queue_key = None
         self.random_state = random_state
@@ -487,19 +498,28 @@ class SearchMeGen:
         return out + self.megen.generate(n - len(out), rng=rng, seeds=pool)
 
     def _new_site(self, atoms: Atoms) -> bool:
+        """Pre-relaxation tests that register ``atoms`` when it passes them."""
+        if self.predicted_tol is not None and "predicted_energy" in atoms.info:
+            e = float(atoms.info["predicted_energy"])
+            if any(abs(e - p) <= self.predicted_tol for p in self._predicted):
+                return False
+            self._predicted.append(e)
         return self._sites is None or self._sites.add(atoms)
 
     def _from_queue(self, n: int, pool: list[Atoms], rng) -> list[Atoms]:
         """``n`` candidates from the screened queue (lowest predicted energy first)."""
         key = (len(pool), self._pool_key())
-        if key != self._queue_key or len(self._queue) < n:
-            self._refill(pool, rng)
-            self._queue_key = key
-        out = []
-        while self._queue and len(out) < n:
-            atoms = self._queue.pop(0)
-            if self._new_site(atoms) and self._seen.add(atoms):
-                out.append(atoms)
+        out: list[Atoms] = []
+        for attempt in range(3):
+            if attempt or key != self._queue_key or len(self._queue) < n:
+                self._refill(pool, rng)
+                self._queue_key = key
+            while self._queue and len(out) < n:
+                atoms = self._queue.pop(0)
+                if self._new_site(atoms) and self._seen.add(atoms):
+                    out.append(atoms)
+            if len(out) == n:
+                return out
         if len(out) < n:          # the pool has few distinct sites left: unscreened fill-up
             out += self.megen.generate(n - len(out), rng=rng, seeds=pool)
         return out
@@ -516,7 +536,17 @@ class SearchMeGen:
         self.megen.n_reward_calls += len(fresh)
         for atoms, e in zip(fresh, energies):
             atoms.info["predicted_energy"] = float(e)
-        self._queue = [fresh[i] for i in np.argsort(energies, kind="stable")]
+        queue = [fresh[i] for i in np.argsort(energies, kind="stable")]
+        if self.predicted_tol is not None:    # one candidate per predicted level not yet used
+            levels = list(self._predicted)
+            kept = []
+            for atoms in queue:
+                e = atoms.info["predicted_energy"]
+                if all(abs(e - p) > self.predicted_tol for p in levels):
+                    kept.append(atoms)
+                    levels.append(e)
+            queue = kept
+        self._queue = queue
 
 
 def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMeGen:
@@ -526,8 +556,10 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
     untrained policy that only obeys the placement rules), ``seeds`` (file of ``N−1``-atom seeds),
     ``reward`` (calculator spec for screening, e.g. ``dart:PATH``), ``oversample`` (int),
     ``screen`` (int: rank that many candidates by the reward and relax them lowest first),
-    ``reseed`` (``auto``/``both``), ``site_tol`` (Å: pre-relaxation site duplicates), ``keep``, ``window`` (eV), ``beam`` (width of the growth
-    beam when no seeds are known), ``focal`` (``random``/``learned``), ``device``.
+    ``reseed`` (``auto``/``both``), ``site_tol`` (Å: pre-relaxation site duplicates),
+    ``predicted_tol`` (eV: pre-relaxation duplicates by equal predicted energy), ``keep``,
+    ``window`` (eV), ``beam`` (width of the growth beam when no seeds are known), ``focal``
+    (``random``/``learned``), ``device``.
     """
     symbols = set(template.get_chemical_symbols())
     if len(symbols) != 1:
@@ -549,4 +581,5 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
                        beam=option(options, "beam", 4, int), random_state=seed,
                        reseed=option(options, "reseed", "auto", str),
                        screen=option(options, "screen", 0, int),
-                       site_tol=option(options, "site_tol", None, float))
+                       site_tol=option(options, "site_tol", None, float),
+                       predicted_tol=option(options, "predicted_tol", None, float))
