@@ -324,6 +324,7 @@ def stage_table2(args) -> None:
 
         megen.calculator = calculator_from_spec(args.reward)
         megen.oversample = args.oversample
+        megen.predicted_tol = args.predicted_tol
     counted = CountingCalculator(_load_gap())
     per_size_cost = {}
 
@@ -336,7 +337,8 @@ def stage_table2(args) -> None:
                            callback=on_size)
     out = {"start": f"Ga{args.table2[0]}", "start_seeds": len(start),
            "seed_relaxations": seed_rep["relaxations"], "per_size": args.per_size,
-           "oversample": args.oversample, "model": str(model) if model.exists() else None,
+           "oversample": args.oversample, "predicted_tol": args.predicted_tol,
+           "model": str(model) if model.exists() else None,
            "reward": args.reward, "load_before": load_before, "load_after": os.getloadavg(),
            "sizes": {}, "wall_seconds": time.perf_counter() - t0,
            "reward_calls": megen.n_reward_calls}
@@ -869,6 +871,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-seeds", type=int, default=5)
     p.add_argument("--oversample", type=int, default=4,
                    help="MeGen proposes oversample x n candidates and keeps the n lowest by reward")
+    p.add_argument("--predicted-tol", type=float, default=None,
+                   help="eV: screened candidates with equal predicted energy count once")
     p.add_argument("--beam", type=int, default=4,
                    help="width of MeGen's growth beam from a dimer when no seeds are known")
     p.add_argument("--untrained", action="store_true")

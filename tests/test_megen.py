@@ -174,6 +174,10 @@ def test_oversample_screens_with_a_batched_predict():
     megen = MeGen(seeds=[_cluster(7)], calculator=_PairCalc(), oversample=4, random_state=0)
     out = megen.generate(5)
     assert len(out) == 5 and all("predicted_energy" in a.info for a in out)
+    megen.predicted_tol = 1e-6      # lowest distinct predicted levels first
+    e = [a.info["predicted_energy"] for a in megen.generate(6)]
+    levels = sorted(set(e))
+    assert e[:len(levels)] == levels
 
 
 def test_iterative_growth_from_scratch():

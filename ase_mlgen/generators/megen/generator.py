@@ -87,6 +87,10 @@ class MeGen:
         covalent radii, or ``PlacementRules.from_structures(training_images)``).
     oversample:
         Generate ``oversample × n`` candidates and keep the ``n`` with the lowest predicted energy.
+    predicted_tol:
+        With ``oversample > 1``: candidates whose predicted energies agree within this many eV
+        count as one level (with the paper's integer-TAD DART: the same neighbour-count
+        topology); the ``n`` kept are the lowest *distinct* levels first. ``None``: off.
     dedupe:
         Duplicate criterion applied before relaxation: ``"paper"``, ``"fingerprint"`` or ``None``.
     max_tries:
@@ -101,8 +105,13 @@ class MeGen:
                  rules: PlacementRules | None = None, focal: str = "random",
                  oversample: int = 1, dedupe: str | None = "paper", max_tries: int = 50,
                  device: str = "auto", random_state: int | None = None,
-                 policy_kwargs: dict | None = None, chunk: int = 256):
+                 policy_kwargs: dict | None = None, chunk: int = 256,
+                 predicted_tol: float | None = None):
         from ase_mlgen.utils.device import resolve_device
+
+        if predicted_tol is not None and predicted_tol < 0:
+            raise ValueError("predicted_tol must be >= 0 (eV)")
+        self.predicted_tol = predicted_tol
 
         self.element = element
         self.rules = rules or PlacementRules.for_element(element)
@@ -237,7 +246,18 @@ class MeGen:
             self.n_reward_calls += len(kept)
             for atoms, e in zip(kept, energies):
                 atoms.info["predicted_energy"] = float(e)
-            kept = [kept[i] for i in np.argsort(energies)[:n]]
+            order = np.argsort(energies, kind="stable")
+            if self.predicted_tol is not None:   # one candidate per predicted-energy level
+                levels: list[float] = []
+                distinct = []
+                for i in order:
+                    if all(abs(energies[i] - e) > self.predicted_tol for e in levels):
+                        distinct.append(i)
+                        levels.append(energies[i])
+                # levels first; the rest (if the request is not met) by energy
+                chosen = set(distinct)
+                order = distinct + [i for i in order if i not in chosen]
+            kept = [kept[i] for i in order[:n]]
         return kept[:n]
 
     def grow(self, seeds: Sequence[Atoms], n_atoms: int, rng=None,
