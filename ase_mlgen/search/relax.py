@@ -19,6 +19,10 @@
   (Ctrl-C, a killed job) loses at most the relaxations that were in flight.
 * ``relax_key``: ``info[key]`` when ``key`` is given, else a hash of numbers, positions (rounded
   to 1e-6 Å), cell and pbc.
+* Threads: the default process pool gives each of its ``max_workers`` workers an equal share of
+  the CPU cores for OpenMP/BLAS and torch (``threadpoolctl``). Without that, every worker's
+  calculator (xTB, GPAW, BLAS) starts one thread per core, and on a busy machine the spinning
+  OpenMP threads slow a pool of two xTB relaxations down by more than 20×.
 """
 from __future__ import annotations
 
@@ -46,6 +50,21 @@ def image_key(atoms: Atoms, key: str | None = None) -> str:
     h.update(np.round(atoms.cell.array, 6).astype(np.float64).tobytes())
     h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
     return h.hexdigest()[:20]
+
+
+def _limit_worker_threads(threads: int) -> None:
+    """Process-pool initializer: ``threads`` OpenMP/BLAS (and torch) threads in this worker."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)     # for libraries the worker has not loaded yet
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)             # for those already loaded (fork keeps the parent's)
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _as_factory(calculator_factory):
@@ -119,7 +138,12 @@ def relax_many(images: Sequence[Atoms], calculator_factory, fmax: float = 0.05,
     failures: list[tuple[int, BaseException]] = []
     own_executor = executor is None and len(todo) > 0
     if own_executor:
-        executor = ProcessPoolExecutor(max_workers=max_workers)
+        import os
+
+        workers = max_workers or min(len(todo), os.cpu_count() or 1)
+        executor = ProcessPoolExecutor(
+            max_workers=workers, initializer=_limit_worker_threads,
+            initargs=(max(1, (os.cpu_count() or 1) // workers),))
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm

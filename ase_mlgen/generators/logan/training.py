@@ -150,7 +150,8 @@ def train(images: Sequence[Atoms] | str | Path, composition=None, cell=None, *, 
 
     ``images``: training structures or the path of a file ASE can read. ``background=True``
     returns at once (a detached process); ``resume=True`` continues an interrupted run from its
-    checkpoints (finished members are kept). ``threads`` sets ``torch.set_num_threads``.
+    checkpoints (finished members are kept). ``threads``: torch CPU threads of every member's
+    ``fit`` (default: the model's ``threads`` parameter, 1).
     """
     from ase.io import read, write
 
@@ -173,6 +174,8 @@ def train(images: Sequence[Atoms] | str | Path, composition=None, cell=None, *, 
             b = Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell, pbc=a.pbc)
             clean.append(b)
         write(data, clean, format="extxyz")
+    if threads is not None:
+        params.setdefault("threads", int(threads))
     config = {"data": str(data.resolve()), "composition": _composition_json(composition),
               "cell": _cell_json(cell),
               "members": member_settings(n_models, random_state, variations, **params),
