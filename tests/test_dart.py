@@ -51,6 +51,13 @@ def test_dataset_rows_and_resume(cu_db, tmp_path):
     more = build_cluster_dataset("Cu", "6-7", 4, "emt", cu_db, frames=2, steps=15, seed=1,
                                  progress=False)
     assert more["relaxations"] == 2 and connect(cu_db).count() > n
+    # a second writer is refused while the database is being built
+    from ase_mlgen.utils.io import exclusive_lock
+
+    with exclusive_lock(cu_db):
+        with pytest.raises(RuntimeError, match="another process"):
+            build_cluster_dataset("Cu", "6-7", 5, "emt", cu_db, frames=2, steps=15, seed=1,
+                                  progress=False)
 
 
 def test_frames_from_the_late_part_of_the_path(cu_db):

@@ -205,8 +205,6 @@ def build_cluster_dataset(element: str, sizes, per_size: int, calculator, db: st
         50-170 eV above it). ``None``: along the whole path, the overlapping random start first.
         A database remembers the value it was built with; completing it with another is refused.
     """
-    from tqdm import tqdm
-
     from ase.data import chemical_symbols
 
     if element not in chemical_symbols[1:]:
@@ -224,6 +222,18 @@ def build_cluster_dataset(element: str, sizes, per_size: int, calculator, db: st
     if workers > 1 and isinstance(calculator, Calculator):
         raise ValueError("a calculator instance cannot be shared by worker processes: pass a "
                          "spec string or a zero-argument factory, or use workers=1")
+
+    from ase_mlgen.utils.io import exclusive_lock
+
+    with exclusive_lock(db, "the cluster dataset"):
+        return _build(element, sizes, per_size, factory, teacher_name, db, frames, workers, seed,
+                      fmax, steps, min_distance, packing, frame_window, energy_tol, progress)
+
+
+def _build(element, sizes, per_size, factory, teacher_name, db, frames, workers, seed, fmax,
+           steps, min_distance, packing, frame_window, energy_tol, progress) -> dict:
+    """The body of :func:`build_cluster_dataset`, run while holding the database's lock."""
+    from tqdm import tqdm
 
     from ase_mlgen.utils.database import connect_db
 

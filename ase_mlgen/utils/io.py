@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
@@ -27,6 +28,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.unlink(tmp)
         raise
     return path
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str = "file") -> Iterator[Path]:
+    """Hold an exclusive advisory lock on ``path + ".writer.lock"`` for the ``with`` block.
+
+    Raises ``RuntimeError`` at once (no waiting) when another process — or another open of the
+    same lock in this one — holds it, so that two writers never fill one database together.
+    (Not ``path + ".lock"``: ASE's database takes that name for its own per-write lock.)
+    """
+    import fcntl
+
+    lock = Path(f"{os.fspath(path)}.writer.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another process is writing {what} {os.fspath(path)} (lock "
+                               f"{lock} is held); wait for it to finish, or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield lock
+    finally:
+        handle.close()      # releases the lock
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
