@@ -39,7 +39,6 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     model = DARTNet()
     template = RandomClusters("Ga50", random_state=args.seed).generate(1)[0]
-    template.calc = None
     result = inference_speed(model, template, args.clusters, args.threads)
     out = {"benchmark": "DART Ga50 inference speed (freshly initialised weights)",
            "machine": machine_info(), "seed": args.seed, "threads": args.threads,

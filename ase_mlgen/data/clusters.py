@@ -223,93 +223,88 @@ def build_cluster_dataset(element: str, sizes, per_size: int, calculator, db: st
         raise ValueError("a calculator instance cannot be shared by worker processes: pass a "
                          "spec string or a zero-argument factory, or use workers=1")
 
-    from ase_mlgen.utils.io import exclusive_lock
-
-    with exclusive_lock(db, "the cluster dataset"):
-        return _build(element, sizes, per_size, factory, teacher_name, db, frames, workers, seed,
-                      fmax, steps, min_distance, packing, frame_window, energy_tol, progress)
-
-
-def _build(element, sizes, per_size, factory, teacher_name, db, frames, workers, seed, fmax,
-           steps, min_distance, packing, frame_window, energy_tol, progress) -> dict:
-    """The body of :func:`build_cluster_dataset`, run while holding the database's lock."""
     from tqdm import tqdm
 
     from ase_mlgen.utils.database import connect_db
+    from ase_mlgen.utils.io import exclusive_lock
 
-    con = connect_db(str(db), type="db")
-    meta = dict(con.metadata) if Path(db).exists() else {}
-    done = set(meta.get("completed_seeds", []))
-    window_key = "all" if frame_window is None else float(frame_window)
-    if done and meta.get("frame_window", "all") != window_key:
-        raise ValueError(f"{db} was built with frame_window={meta.get('frame_window', 'all')!r} "
-                         f"(eV/atom; 'all' = None); completing it with {frame_window!r} would mix "
-                         "two frame selections: pass the same value or use a new database")
-    jobs = []
-    # round-robin over the sizes (every size's first start, then every size's second, …) so that
-    # a partial database already covers all sizes
-    for index in range(per_size):
-        for size in sizes:
-            s = task_seed(seed, size, index)
-            if s not in done:
-                jobs.append({"symbols": f"{element}{size}", "size": size, "seed": s,
-                             "frames": frames, "frame_window": frame_window,
-                             "fmax": fmax, "steps": steps,
-                             "min_distance": min_distance, "packing": packing})
-    # known minima per size, for duplicate removal
-    minima: dict[int, list[tuple[Atoms, float]]] = {}
-    if done:
-        for row in con.select(final=1):
-            minima.setdefault(row.natoms, []).append((row.toatoms(), row.energy))
+    # the lock is taken before the completed seeds are read, so that no other writer can add
+    # rows between that read and this build's writes
+    with exclusive_lock(db, "the cluster dataset"):
+        con = connect_db(str(db), type="db")
+        meta = dict(con.metadata) if Path(db).exists() else {}
+        done = set(meta.get("completed_seeds", []))
+        window_key = "all" if frame_window is None else float(frame_window)
+        if done and meta.get("frame_window", "all") != window_key:
+            raise ValueError(f"{db} was built with frame_window="
+                             f"{meta.get('frame_window', 'all')!r} (eV/atom; 'all' = None); "
+                             f"completing it with {frame_window!r} would mix two frame "
+                             "selections: pass the same value or use a new database")
+        jobs = []
+        # round-robin over the sizes (every size's first start, then every size's second, …) so
+        # that a partial database already covers all sizes
+        for index in range(per_size):
+            for size in sizes:
+                s = task_seed(seed, size, index)
+                if s not in done:
+                    jobs.append({"symbols": f"{element}{size}", "size": size, "seed": s,
+                                 "frames": frames, "frame_window": frame_window,
+                                 "fmax": fmax, "steps": steps,
+                                 "min_distance": min_distance, "packing": packing})
+        # known minima per size, for duplicate removal
+        minima: dict[int, list[tuple[Atoms, float]]] = {}
+        if done:
+            for row in con.select(final=1):
+                minima.setdefault(row.natoms, []).append((row.toatoms(), row.energy))
 
-    written = duplicates = 0
-    bar = tqdm(total=len(jobs), desc=f"{element} clusters", unit="relax", disable=not progress)
+        written = duplicates = 0
+        bar = tqdm(total=len(jobs), desc=f"{element} clusters", unit="relax", disable=not progress)
 
-    def store(res: dict) -> None:
-        nonlocal written, duplicates
-        rows = []
-        e_final = res["frames"][-1][2]
-        for index, pos, energy, forces, final in res["frames"]:
-            atoms = Atoms(numbers=res["numbers"], positions=pos)
-            if final:
-                known = minima.setdefault(res["size"], [])
-                if any(_same_minimum(atoms, energy, b, eb, energy_tol) for b, eb in known):
-                    duplicates += 1
-                    continue
-                known.append((atoms, energy))
-            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
-            rows.append((atoms, {"frame": int(index),
-                                 "final": int(final),
-                                 "relaxed": int(final and res["converged"]),
-                                 "e_above_final": float(energy - e_final),
-                                 "teacher": teacher_name, "seed": int(res["seed"]),
-                                 "dataset": "clusters"}))
-        done.add(int(res["seed"]))
-        with con:  # one transaction: rows and the completion mark land together
-            for atoms, kv in rows:
-                con.write(atoms, **kv)
-            con.metadata = {**meta, "element": element, "teacher": teacher_name,
-                            "frame_window": window_key, "completed_seeds": sorted(done)}
-        written += len(rows)
-        bar.update(1)
+        def store(res: dict) -> None:
+            nonlocal written, duplicates
+            rows = []
+            e_final = res["frames"][-1][2]
+            for index, pos, energy, forces, final in res["frames"]:
+                atoms = Atoms(numbers=res["numbers"], positions=pos)
+                if final:
+                    known = minima.setdefault(res["size"], [])
+                    if any(_same_minimum(atoms, energy, b, eb, energy_tol) for b, eb in known):
+                        duplicates += 1
+                        continue
+                    known.append((atoms, energy))
+                atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+                rows.append((atoms, {"frame": int(index),
+                                     "final": int(final),
+                                     "relaxed": int(final and res["converged"]),
+                                     "e_above_final": float(energy - e_final),
+                                     "teacher": teacher_name, "seed": int(res["seed"]),
+                                     "dataset": "clusters"}))
+            done.add(int(res["seed"]))
+            with con:  # one transaction: rows and the completion mark land together
+                for atoms, kv in rows:
+                    con.write(atoms, **kv)
+                con.metadata = {**meta, "element": element, "teacher": teacher_name,
+                                "frame_window": window_key, "completed_seeds": sorted(done)}
+            written += len(rows)
+            bar.update(1)
 
-    try:
-        if workers == 1 or len(jobs) <= 1:
-            _init_worker(factory)
-            for job in jobs:
-                store(relax_one(job))
-        else:
-            import multiprocessing as mp
+        try:
+            if workers == 1 or len(jobs) <= 1:
+                _init_worker(factory)
+                for job in jobs:
+                    store(relax_one(job))
+            else:
+                import multiprocessing as mp
 
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(factory,)) as pool:
-                for res in pool.imap_unordered(relax_one, jobs):
-                    store(res)
-    finally:
-        bar.close()
-    return {"db": str(db), "relaxations": len(jobs),
-            "skipped_done": len(sizes) * per_size - len(jobs), "rows_written": written,
-            "duplicate_minima": duplicates, "rows_total": con.count()}
+                ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+                with ctx.Pool(workers, initializer=_init_worker, initargs=(factory,)) as pool:
+                    for res in pool.imap_unordered(relax_one, jobs):
+                        store(res)
+        finally:
+            bar.close()
+        return {"db": str(db), "relaxations": len(jobs),
+                "skipped_done": len(sizes) * per_size - len(jobs), "rows_written": written,
+                "duplicate_minima": duplicates, "rows_total": con.count()}
 
 
 def load_dataset(db: str | os.PathLike, select: str | None = None) -> list[Atoms]:
