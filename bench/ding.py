@@ -102,16 +102,26 @@ def _raw_uniqueness(model, targets, n: int, seed: int, gen_kw: dict) -> dict:
     import torch
 
     from ase_mlgen.ding.composition import key
+    from ase_mlgen.ding.model import is_valid
 
     g = torch.Generator().manual_seed(seed)
     z = model.sample_latent(n, gen_kw["latent"], gen_kw["temperature"], g)
     props = np.repeat(np.asarray(targets, float)[None], n, axis=0) if model.conditional else None
     counts = model.decode(z, properties=props, sampling=gen_kw["sampling"],
                           decode_temperature=gen_kw["decode_temperature"], random_state=g)
-    valid = counts[counts.any(axis=1)]
+    ok = is_valid(counts, gen_kw["min_elements"])
+    valid = counts[ok]
     keys = {key(c) for c in valid}
-    return {"samples": n, "valid": float(len(valid) / n),
-            "unique_of_valid": float(len(keys) / max(len(valid), 1))}
+    # the same raw samples judged by the first definition of valid (any atoms)
+    nonempty = counts[counts.any(axis=1)]
+    n_el = (counts > 0).sum(axis=1)
+    return {"samples": n, "min_elements": gen_kw["min_elements"],
+            "valid": float(len(valid) / n),
+            "unique_of_valid": float(len(keys) / max(len(valid), 1)),
+            "nonempty": float(len(nonempty) / n),
+            "unique_of_nonempty": float(len({key(c) for c in nonempty})
+                                        / max(len(nonempty), 1)),
+            "unary_fraction": float(np.mean(n_el == 1))}
 
 
 def main(argv=None) -> int:
@@ -137,6 +147,9 @@ def main(argv=None) -> int:
                         help="generation: decode by argmax or by sampling each element")
     parser.add_argument("--temperature", type=float, default=1.0, help="latent spread")
     parser.add_argument("--decode-temperature", type=float, default=1.0)
+    parser.add_argument("--min-elements", type=int, default=2,
+                        help="generation: fewest different elements of a valid composition "
+                             "(2: compounds, DING.generate's default; 1: any atoms)")
     parser.add_argument("-n", type=int, default=1000, help="generated compositions per set")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto")
@@ -187,7 +200,8 @@ def main(argv=None) -> int:
                   "predictor_schedule": args.predictor_schedule,
                   "generation": {"latent": args.latent, "sampling": args.sampling,
                                  "temperature": args.temperature,
-                                 "decode_temperature": args.decode_temperature},
+                                 "decode_temperature": args.decode_temperature,
+                                 "min_elements": args.min_elements},
                   "initialisation": "Glorot-uniform weights, zero biases (the paper's Keras "
                                     "default)",
                   "note": ("reduced from the paper (5 seeds; 150 generator epochs; 120 + 120 "
@@ -249,7 +263,8 @@ def main(argv=None) -> int:
     all_keys = {key(c) for c in table.counts} if not args.quick else \
         {key(c) for c in np.concatenate([train.counts, val.counts, test.counts])}
     gen_kw = {"latent": args.latent, "sampling": args.sampling,
-              "temperature": args.temperature, "decode_temperature": args.decode_temperature}
+              "temperature": args.temperature, "decode_temperature": args.decode_temperature,
+              "min_elements": args.min_elements}
     gen_res, dists = _generation(cvae, vae, gen_kw, args.n, all_keys)
     results["generation"] = gen_res
     _write(results, json_path)

@@ -285,6 +285,32 @@ def test_generation_latents_and_sampling(trained):
         DING(predictor_schedule="linear")
 
 
+def test_generate_min_elements(trained):
+    """Valid compositions hold at least ``min_elements`` different elements (default 2:
+    compounds, since an element has a formation enthalpy of 0 by definition)."""
+    from ase_mlgen.ding.model import is_valid
+
+    counts = np.zeros((3, comp.N_ELEMENTS), int)
+    counts[1, 7] = 2                      # one element
+    counts[2, [2, 7]] = (1, 3)            # two elements
+    np.testing.assert_array_equal(is_valid(counts, 1), [False, True, True])
+    np.testing.assert_array_equal(is_valid(counts, 2), [False, False, True])
+    np.testing.assert_array_equal(is_valid(counts), is_valid(counts, 2))
+    model, _ = trained
+    t = dict(delta_e=-1.0, energy_pa=-5.5, volume_pa=12.0)
+    # a hot decoder produces many unaries; none of them come back by default
+    kw = dict(random_state=0, latent="prior", temperature=3.0, decode_temperature=3.0)
+    cands = model.generate(20, **t, **kw)
+    assert len(cands) > 0 and all(len(c.count()) >= 2 for c in cands)
+    three = model.generate(10, **t, **kw, min_elements=3)
+    assert len(three) > 0 and all(len(c.count()) >= 3 for c in three)
+    z = model.sample_latent(400, "prior", 3.0, 0)
+    raw = model.decode(z, **t, sampling="categorical", decode_temperature=3.0, random_state=0)
+    assert ((raw > 0).sum(axis=1) == 1).any()   # unaries are decoded, generate drops them
+    with pytest.raises(ValueError, match="min_elements"):
+        model.generate(3, **t, min_elements=0)
+
+
 def test_latent_walk(trained, data):
     model, _ = trained
     a, b = data[0].formulas[0], data[0].formulas[1]

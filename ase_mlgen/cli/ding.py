@@ -4,6 +4,7 @@
     ase-mlgen ding generate MODEL --delta-e -2.0 --energy-pa -6.5 --volume-pa 12 -n 1000
                                   [--out file.csv] [--tol-delta-e 0.2 ...] [--novel-only]
                                   [--latent posterior|prior] [--sampling argmax|categorical]
+                                  [--min-elements 2]
     ase-mlgen ding walk MODEL Ba1Pt1U1 Fe2O3 [--steps 11]
 
 MODEL is a model file (``DING.save``) or a finished run directory. Units: eV/atom for
@@ -33,7 +34,8 @@ def run_generate(args: argparse.Namespace) -> int:
                            novel_only=args.novel_only, random_state=args.seed,
                            temperature=args.temperature,
                            **{k: getattr(args, k) for k in ("latent", "sampling",
-                                                             "decode_temperature")
+                                                             "decode_temperature",
+                                                             "min_elements")
                               if getattr(args, k) is not None})
     info = {"model": str(args.model), "generated": len(cands),
             "novel_fraction": cands.fraction_novel() if cands else None,
@@ -94,6 +96,9 @@ def register(subparsers) -> None:
                         "(default: DING.generate's)")
     g.add_argument("--decode-temperature", type=float, default=None,
                    help="softmax temperature of categorical decoding")
+    g.add_argument("--min-elements", type=int, default=None,
+                   help="fewest different elements of a valid composition (default 2: "
+                        "compounds; 1: any composition with atoms)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None)
     g.set_defaults(func=run_generate)
