@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import atomic_numbers
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from ase_mlgen.nn.dart import DARTNet
@@ -99,6 +100,29 @@ class DART(Calculator):
         if atoms.pbc.any():
             raise ValueError(f"{what} is periodic; DART models isolated clusters (pbc=False)")
 
+    def _check_many(self, images: list) -> dict[int, list[int]]:
+        """The checks of :meth:`_check` for many structures at once (the element test on all
+        atomic numbers together); return the indices of the images grouped by atom count. The
+        first bad image is then checked alone for an error that names its problem. Positions
+        are checked for NaN by the caller, on the stacked batch."""
+        allowed = np.array(sorted(atomic_numbers[s] for s in self.species))
+        sizes: dict[int, list[int]] = {}
+        numbers = []
+        for k, atoms in enumerate(images):
+            if not isinstance(atoms, Atoms):
+                raise TypeError(f"image {k} must be an ase.Atoms object, got "
+                                f"{type(atoms).__name__}")
+            if len(atoms) == 0 or atoms.pbc.any():
+                self._check(atoms, what=f"image {k}")
+            numbers.append(atoms.numbers)
+            sizes.setdefault(len(atoms), []).append(k)
+        known = np.isin(np.concatenate(numbers), allowed)
+        if not known.all():
+            first = int(np.searchsorted(np.cumsum([len(z) for z in numbers]),
+                                        int(np.argmin(known)), side="right"))
+            self._check(images[first], what=f"image {first}")
+        return sizes
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         if "forces" in properties and not self.smooth:
             raise PropertyNotImplementedError(NO_FORCES)
@@ -145,16 +169,14 @@ class DART(Calculator):
         if not images:
             return np.zeros(0)
         out = np.zeros(len(images))
-        sizes: dict[int, list[int]] = {}
-        for k, atoms in enumerate(images):
-            if not isinstance(atoms, Atoms):
-                raise TypeError(f"image {k} must be an ase.Atoms object")
-            self._check(atoms, what=f"image {k}")
-            sizes.setdefault(len(atoms), []).append(k)
+        sizes = self._check_many(images)
         dtype = self.model.tad_scale.dtype
         with torch.inference_mode():
             for n, idx in sizes.items():
                 pos = torch.as_tensor(np.stack([images[k].positions for k in idx]), dtype=dtype)
+                if not torch.isfinite(pos).all():
+                    bad = idx[int(torch.isfinite(pos).flatten(1).all(1).logical_not().nonzero()[0])]
+                    self._check(images[bad], what=f"image {bad}")     # raises, naming the problem
                 for start in range(0, len(idx), self.batch_size):
                     chunk = pos[start:start + self.batch_size].to(self.device)
                     e = self._forward(chunk).sum(-1).double().cpu().numpy()
