@@ -78,6 +78,7 @@ def _train_all(specs, train, val, args) -> dict:
                      predictor_batch_size=args.predictor_batch_size,
                      early_stopping=args.early_stopping, random_state=seed,
                      predictor_schedule=args.predictor_schedule,
+                     predictor_input=args.predictor_input,
                      **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
                         if args.predictor_dropout else {}),
                      threads=args.threads, device=args.device)
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
                         help="predictor dropout after layers 2-4 (paper: 0.7 0.7 0.5)")
     parser.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
                         default="plateau")
+    parser.add_argument("--predictor-input", choices=("onehot", "fractions"),
+                        default="onehot", help="predictor input (paper: onehot)")
     parser.add_argument("--latent", choices=("prior", "posterior"), default="prior",
                         help="generation: latent points from N(0,1) or the aggregate posterior")
     parser.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax",
@@ -198,6 +201,7 @@ def main(argv=None) -> int:
                   "early_stopping": args.early_stopping, "torch_threads": args.threads,
                   "predictor_dropout": args.predictor_dropout or [0.7, 0.7, 0.5],
                   "predictor_schedule": args.predictor_schedule,
+                  "predictor_input": args.predictor_input,
                   "generation": {"latent": args.latent, "sampling": args.sampling,
                                  "temperature": args.temperature,
                                  "decode_temperature": args.decode_temperature,

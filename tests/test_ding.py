@@ -285,6 +285,38 @@ def test_generation_latents_and_sampling(trained):
         DING(predictor_schedule="linear")
 
 
+def test_predictor_fraction_inputs(data, tmp_path):
+    """``predictor_input="fractions"``: the predictors see atomic fractions, so compositions
+    that differ only by a common factor get the same prediction; the setting survives
+    save/load."""
+    from ase_mlgen.ding.nets import PropertyPredictor, element_fractions
+
+    x = torch.as_tensor(comp.counts_to_vector(np.stack(
+        [comp.to_counts("Fe2O3"), comp.to_counts("Fe4O6"), comp.to_counts("FeO")])))
+    f = element_fractions(x)
+    fe, o = comp.ELEMENTS.index("Fe"), comp.ELEMENTS.index("O")
+    torch.testing.assert_close(f[0, [fe, o]], torch.tensor([0.4, 0.6]))
+    torch.testing.assert_close(f[0], f[1])
+    torch.testing.assert_close(f.sum(dim=1), torch.ones(3))
+    net = PropertyPredictor((16, 8), (0.0, 0.0), inputs="fractions").eval()
+    y = net(x)
+    assert torch.isclose(y[0], y[1]) and not torch.isclose(y[0], y[2])
+    assert net.body[0].in_features == comp.N_ELEMENTS
+    with pytest.raises(ValueError, match="predictor_input"):
+        DING(predictor_input="counts")
+    train, val, _ = data
+    model = DING(random_state=0, **{**TINY, "epochs": 1, "predictor_epochs": 1,
+                                    "finetune_epochs": 1}, predictor_input="fractions")
+    model.train(train, val, run_dir=tmp_path / "run")
+    pred = model.predict(["Fe2O3", "Fe4O6"])
+    assert pred["delta_e"][0] == pytest.approx(pred["delta_e"][1], abs=1e-6)
+    model.save(tmp_path / "m.pt")
+    back = DING.load(tmp_path / "m.pt")
+    assert back.predictor_input == "fractions"
+    np.testing.assert_allclose(back.predict(["Fe2O3"])["volume_pa"], pred["volume_pa"][:1],
+                               rtol=1e-6)
+
+
 def test_generate_min_elements(trained):
     """Valid compositions hold at least ``min_elements`` different elements (default 2:
     compounds, since an element has a formation enthalpy of 0 by definition)."""

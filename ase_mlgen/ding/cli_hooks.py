@@ -19,7 +19,7 @@ _HYPER = {"epochs": "epochs", "predictor_epochs": "predictor_epochs",
           "finetune_epochs": "finetune_epochs", "batch_size": "batch_size", "lr": "lr",
           "latent_dim": "latent_dim", "early_stopping": "early_stopping", "threads": "threads",
           "predictor_batch_size": "predictor_batch_size",
-          "predictor_schedule": "predictor_schedule"}
+          "predictor_schedule": "predictor_schedule", "predictor_input": "predictor_input"}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -68,6 +68,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
                    help="predictor learning rate: x0.1 on plateaus (default, the paper's) or "
                         "cosine annealing over each stage")
+    p.add_argument("--predictor-input", choices=("onehot", "fractions"),
+                   help="what the predictors see: the one-hot vector (default, the paper's) or "
+                        "the 89 atomic fractions")
     p.add_argument("--lr", type=float, help="generator learning rate (default 1e-3)")
     p.add_argument("--latent-dim", type=int, help="latent dimension (default 32)")
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "predictor_batch_size": 256,
     "predictor_min_lr": 1e-5,
     "predictor_schedule": "plateau",
+    "predictor_input": "onehot",
     "val_fraction": 0.1,
     "random_state": 0,
     "device": "auto",
@@ -182,7 +183,8 @@ class DING:
                  predictor_epochs: int = 120, finetune_epochs: int = 120,
                  predictor_lr: float = 1e-3, predictor_batch_size: int = 256,
                  predictor_min_lr: float = 1e-5, predictor_schedule: str = "plateau",
-                 val_fraction: float = 0.1, random_state: int | None = 0,
+                 predictor_input: str = "onehot", val_fraction: float = 0.1,
+                 random_state: int | None = 0,
                  device: str = "auto", threads: int | None = None):
         self.conditional = bool(conditional)
         self.latent_dim = int(latent_dim)
@@ -209,6 +211,10 @@ class DING:
             raise ValueError(f"predictor_schedule must be 'plateau' (the paper's) or 'cosine', "
                              f"not {predictor_schedule!r}")
         self.predictor_schedule = predictor_schedule
+        if predictor_input not in ("onehot", "fractions"):
+            raise ValueError(f"predictor_input must be 'onehot' (the paper's 979-long vector) or "
+                             f"'fractions' (89 atomic fractions), not {predictor_input!r}")
+        self.predictor_input = predictor_input
         self.val_fraction = float(val_fraction)
         self.random_state = random_state
         self.device = device
@@ -253,7 +259,8 @@ class DING:
 
         gen = CompositionVAE(len(PROPERTIES) if self.conditional else 0, self.encoder_layers,
                              self.latent_dim, self.decoder_layers)
-        preds = {p: PropertyPredictor(self.predictor_layers, self.predictor_dropout)
+        preds = {p: PropertyPredictor(self.predictor_layers, self.predictor_dropout,
+                                      self.predictor_input)
                  for p in PROPERTIES} if self.predictors else {}
         return gen, preds
 

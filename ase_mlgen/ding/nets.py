@@ -105,15 +105,37 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, log_var: t
     return recon + kl, recon, kl
 
 
+PREDICTOR_INPUTS = ("onehot", "fractions")
+
+
+def element_fractions(x: torch.Tensor) -> torch.Tensor:
+    """Atomic fractions ``(N, 89)`` of one-hot composition vectors ``(N, 979)`` (each element's
+    count divided by the number of atoms; all zero for an empty composition)."""
+    levels = torch.arange(N_LEVELS, dtype=x.dtype, device=x.device)
+    counts = x.reshape(-1, N_ELEMENTS, N_LEVELS) @ levels
+    return counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
 class PropertyPredictor(nn.Module):
-    """MLP from a one-hot composition to one (scaled) property."""
+    """MLP from a composition to one (scaled) property. It is always called with the one-hot
+    composition vector ``(N, 979)``; ``inputs="onehot"`` (the paper's) feeds that vector to the
+    network, ``inputs="fractions"`` first reduces it to the 89 atomic fractions (ElemNet's
+    input, Jha et al. 2018): properties per atom are intensive, so ``Fe2O3`` and ``Fe4O6`` get
+    the same input and the network need not learn each count level of an element apart."""
 
     def __init__(self, layers: Sequence[int] = (1024, 1024, 1024, 512, 128, 64, 32),
-                 dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0)):
+                 dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
+                 inputs: str = "onehot"):
         super().__init__()
-        self.body = _mlp([VECTOR_SIZE, *layers], dropout)
+        if inputs not in PREDICTOR_INPUTS:
+            raise ValueError(f"predictor inputs must be one of {PREDICTOR_INPUTS}, not "
+                             f"{inputs!r}")
+        self.inputs = inputs
+        self.body = _mlp([VECTOR_SIZE if inputs == "onehot" else N_ELEMENTS, *layers], dropout)
         self.head = nn.Linear(layers[-1], 1)
         glorot_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inputs == "fractions":
+            x = element_fractions(x)
         return self.head(self.body(x)).squeeze(-1)
