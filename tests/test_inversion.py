@@ -189,6 +189,54 @@ def test_cvae_recipe_options(tmp_path):
         FingerprintGenerator.train(x, y, tmp_path / "r2", kl_anneal=3)
 
 
+def test_cvae_lr_schedule_and_screened_sampling(tmp_path):
+    import json
+
+    from ase_mlgen.inversion.cvae import FingerprintGenerator
+
+    x, y = _toy_data()
+    gen = FingerprintGenerator.fit(x, y, tmp_path / "run", epochs=4, latent=4, hidden=[16] * 3,
+                                   surrogate_hidden=[16] * 5, lr_final=0.2, weight_decay=1e-3)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in log if "lr" in r]
+    assert np.isclose(lrs[0], 1e-3) and np.isclose(lrs[-1], 1e-3 * 0.2 ** 0.75)  # exponential
+    pool = gen.generate(160, 0.5, seed=3)  # the same latent draws as screen=8 of 20
+    screened = gen.generate(20, 0.5, seed=3, screen=8)
+    assert screened.shape == (20, x.shape[1])
+    err = np.abs(gen.predict(pool) - 0.5)
+    assert np.allclose(screened, pool[np.sort(np.argsort(err, kind="stable")[:20])])
+    assert np.abs(gen.predict(screened) - 0.5).max() <= np.sort(err)[19] + 1e-9
+    with pytest.raises(ValueError, match="screen must be"):
+        gen.generate(2, 0.5, screen=0)
+
+
+def test_cvae_posterior_latent_sampling(tmp_path):
+    import torch
+
+    from ase_mlgen.inversion.cvae import FingerprintGenerator
+
+    x, y = _toy_data()
+    gen = FingerprintGenerator.fit(x, y, tmp_path / "run", epochs=2, latent=4, hidden=[16] * 3,
+                                   surrogate_hidden=[16] * 5)
+    bank = gen.latent_bank
+    assert bank["mu"].shape == (len(x), 4) and np.allclose(bank["y"], y)
+    target = float(y[7]) + 1e-6  # nearest training point: 7
+    got = gen.generate(3, target, seed=0, latent="posterior", neighbours=1, temperature=0.0)
+    with torch.no_grad():
+        yc = torch.full((3, 1), (target - gen.y_mean) / gen.y_std)
+        want = gen.cvae.decode(torch.as_tensor(bank["mu"][[7] * 3]), yc).numpy()
+    assert np.allclose(got, np.maximum(gen.x_scaler.inverse(want), 0.0), atol=1e-5)
+    a = gen.generate(5, 0.3, seed=4, latent="posterior")
+    assert np.allclose(a, gen.generate(5, 0.3, seed=4, latent="posterior"))
+    gen.save(tmp_path / "g.pt")
+    assert FingerprintGenerator.load(tmp_path / "g.pt").latent_bank is not None
+    gen.latent_bank = None  # a model file from before the posteriors were stored
+    with pytest.raises(ValueError, match="needs the training posteriors"):
+        gen.generate(2, 0.3, latent="posterior")
+    with pytest.raises(ValueError, match="latent must be"):
+        gen.generate(2, 0.3, latent="aggregate")
+
+
 def test_generator_emits_atoms(tmp_path):
     from ase_mlgen.inversion.cvae import FingerprintGenerator
     from ase_mlgen.inversion.generator import InversionGenerator, make_search_generator

@@ -2,8 +2,13 @@
 
 The cVAE encodes a (min-max scaled) fingerprint together with its property ``y`` into a latent
 Gaussian and decodes ``(z, y)`` back to a fingerprint. Generation at a target property samples
-``z ~ N(0, I)`` and decodes ``(z, target)``. Paper defaults: three hidden layers of 128, latent 25,
-β = 0.75 on the KL term, Adam with learning rate 1e-3, batch 64. A surrogate property model
+``z ~ N(0, I)`` and decodes ``(z, target)`` (the paper's), or samples ``z`` from the encoder's
+posteriors of the training points whose property is nearest the target (``latent="posterior"``:
+the aggregated posterior near the target, which the decoder was trained on, instead of the
+prior); ``screen=k`` keeps the best of k candidates by the surrogate (a filter). Paper defaults:
+three hidden layers of 128, latent 25, β = 0.75 on the KL term, Adam with learning rate 1e-3,
+batch 64; the authors' code also decays the learning rate to 0.2× and uses weight decay 1e-3
+(``lr_final``, ``weight_decay``; off by default). A surrogate property model
 (:class:`~ase_mlgen.inversion.surrogate.SurrogateModel`, five layers of 256) is trained alongside
 to judge generated fingerprints.
 
@@ -39,6 +44,9 @@ DEFAULTS = {
     "kl_warmup": 0,       # epochs of a linear ramp of beta from 0 (0: beta from the start)
     "free_bits": 0.0,     # KL floor per latent dimension (nats; 0: plain KL)
     "balance": False,     # batches drawn with weights ~ 1 / density of the property
+    "weight_decay": 0.0,  # Adam L2 penalty, cVAE and surrogate (the authors' code: 1e-3)
+    "lr_final": 1.0,      # learning rate after the last epoch / lr, exponential per epoch
+                          # (the authors' code: 0.2)
     # stored with the model so that generated fingerprints can be inverted later
     "descriptor": None,  # e.g. ACSF.todict()
     "pooling": None,     # e.g. ["max", "min"]
@@ -91,8 +99,11 @@ class FingerprintGenerator:
 
     def __init__(self, cvae: CVAE, x_scaler: Standardizer, y_mean: float, y_std: float,
                  surrogate: SurrogateModel | None = None, config: dict | None = None,
-                 nonnegative: bool = True):
+                 nonnegative: bool = True, latent_bank: dict | None = None):
         self.cvae = cvae.eval()
+        # training properties (raw units) with their encoder posteriors (mu, logvar): the
+        # latent="posterior" sampler draws from it
+        self.latent_bank = latent_bank
         self.x_scaler = x_scaler
         self.y_mean, self.y_std = float(y_mean), float(y_std)
         self.surrogate = surrogate
@@ -105,17 +116,57 @@ class FingerprintGenerator:
 
     @torch.no_grad()
     def generate(self, n: int, target: float, seed: int | None = None,
-                 temperature: float = 1.0) -> np.ndarray:
-        """``n`` fingerprints decoded from ``z ~ N(0, temperature² I)`` at property ``target``."""
+                 temperature: float = 1.0, screen: int = 1, latent: str = "prior",
+                 neighbours: int = 40) -> np.ndarray:
+        """``n`` fingerprints decoded at property ``target`` (raw units of the training data).
+
+        ``latent="prior"`` (the paper's): ``z ~ N(0, temperature² I)``. ``latent="posterior"``:
+        ``z = mu_i + temperature · sigma_i · eps`` with ``i`` drawn uniformly from the
+        ``neighbours`` training points whose property is nearest ``target`` and ``(mu_i,
+        sigma_i)`` their encoder posterior — samples from the aggregated posterior near the
+        target, the latent distribution the decoder saw in training (with a nearly collapsed
+        latent the prior misses it, most at the ends of the data). The surrogate is not used.
+
+        ``screen > 1`` is a **surrogate filter**, not the cVAE alone: ``screen × n`` candidates
+        are decoded and the ``n`` whose surrogate property is closest to ``target`` are returned
+        (needs the surrogate). Judging screened samples with the same surrogate is circular; judge
+        them with an independent model.
+        """
+        screen = int(screen)
+        if screen < 1:
+            raise ValueError(f"screen must be >= 1 (candidates per returned sample); got {screen}")
+        if screen > 1 and self.surrogate is None:
+            raise ValueError("screen > 1 needs the surrogate; this generator has none")
+        if latent not in ("prior", "posterior"):
+            raise ValueError(f"latent must be 'prior' or 'posterior'; got {latent!r}")
+        if latent == "posterior" and self.latent_bank is None:
+            raise ValueError("latent='posterior' needs the training posteriors, which this model "
+                             "file lacks (trained before they were stored); retrain or resume it")
         p = next(self.cvae.parameters())
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy
                                                                % (2 ** 31)))
-        z = torch.randn(n, self.cvae.latent, generator=gen).to(p) * temperature
-        y = torch.full((n, 1), (float(target) - self.y_mean) / self.y_std).to(p)
+        m = n * screen
+        eps = torch.randn(m, self.cvae.latent, generator=gen) * temperature
+        if latent == "prior":
+            z = eps
+        else:
+            bank = self.latent_bank
+            near = np.argsort(np.abs(np.asarray(bank["y"]) - float(target)), kind="stable")
+            near = torch.as_tensor(near[:max(int(neighbours), 1)])
+            idx = near[torch.randint(len(near), (m,), generator=gen)]
+            mu = torch.as_tensor(np.asarray(bank["mu"]), dtype=torch.float32)[idx]
+            sigma = torch.exp(0.5 * torch.as_tensor(np.asarray(bank["logvar"]),
+                                                    dtype=torch.float32)[idx])
+            z = mu + sigma * eps
+        z = z.to(p)
+        y = torch.full((m, 1), (float(target) - self.y_mean) / self.y_std).to(p)
         x = self.x_scaler.inverse(self.cvae.decode(z, y).cpu().numpy())
         if self.nonnegative:
             x = np.maximum(x, 0.0)
+        if screen > 1:
+            keep = np.argsort(np.abs(self.predict(x) - float(target)), kind="stable")[:n]
+            x = x[np.sort(keep)]
         return x
 
     def predict(self, fingerprints: np.ndarray) -> np.ndarray:
@@ -162,7 +213,7 @@ class FingerprintGenerator:
         from ase_mlgen.utils.io import atomic_torch_save
 
         atomic_torch_save(_state(self.cvae, self.x_scaler, self.y_mean, self.y_std,
-                                 self.surrogate, self.config), path)
+                                 self.surrogate, self.config, self.latent_bank), path)
 
     @classmethod
     def load(cls, path) -> "FingerprintGenerator":
@@ -177,8 +228,9 @@ class FingerprintGenerator:
         return _from_state(state)
 
 
-def _state(cvae, x_scaler, y_mean, y_std, surrogate, config):
-    return {"cvae": {"n_features": cvae.n_features, "n_cond": cvae.n_cond,
+def _state(cvae, x_scaler, y_mean, y_std, surrogate, config, latent_bank=None):
+    return {"latent_bank": latent_bank,
+            "cvae": {"n_features": cvae.n_features, "n_cond": cvae.n_cond,
                      "hidden": cvae.hidden, "latent": cvae.latent,
                      "state_dict": {k: v.cpu() for k, v in cvae.state_dict().items()}},
             "x_scaler": x_scaler.state(), "y_mean": y_mean, "y_std": y_std,
@@ -191,7 +243,8 @@ def _from_state(state: dict) -> FingerprintGenerator:
     cvae.load_state_dict(c["state_dict"])
     sur = SurrogateModel.from_state(state["surrogate"]) if state.get("surrogate") else None
     return FingerprintGenerator(cvae, Standardizer(**state["x_scaler"]), state["y_mean"],
-                                state["y_std"], sur, state.get("config"))
+                                state["y_std"], sur, state.get("config"),
+                                latent_bank=state.get("latent_bank"))
 
 
 def load_generator(run_dir) -> FingerprintGenerator:
@@ -229,13 +282,15 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     y = torch.as_tensor((y_raw - y_mean) / y_std, dtype=torch.float32, device=dev)[:, None]
 
     cvae = CVAE(x.shape[1], 1, config["hidden"], int(config["latent"])).to(dev)
-    opt = torch.optim.Adam(cvae.parameters(), lr=float(config["lr"]))
+    wd = float(config.get("weight_decay") or 0.0)
+    opt = torch.optim.Adam(cvae.parameters(), lr=float(config["lr"]), weight_decay=wd)
     sur = SurrogateModel(x.shape[1], tuple(config["surrogate_hidden"])).to(dev)
     sur.x_scaler, sur.y_mean, sur.y_std = x_scaler, y_mean, y_std
     # the surrogate sees the same scaled inputs as the cVAE
-    sopt = torch.optim.Adam(sur.parameters(), lr=float(config["surrogate_lr"]))
+    sopt = torch.optim.Adam(sur.parameters(), lr=float(config["surrogate_lr"]), weight_decay=wd)
     epochs = int(config["epochs"])
     sur_epochs = int(config.get("surrogate_epochs") or epochs)
+    lr_final = float(config.get("lr_final", 1.0) or 1.0)
     max_epochs = max(epochs, sur_epochs)
     start = 0
     if resume:
@@ -258,11 +313,15 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     def checkpoint(epoch):
         cvae.eval()
         sur.eval()
+        with torch.no_grad():  # encoder posteriors of the training data (latent="posterior")
+            mu, logvar = cvae.encode(x, y)
+        bank = {"y": y_raw.astype(np.float32), "mu": mu.cpu().numpy(),
+                "logvar": logvar.cpu().numpy()}
         run_dir.save_checkpoint({"epoch": epoch, "cvae_state": cvae.state_dict(),
                                  "opt": opt.state_dict(), "sur_state": sur.state_dict(),
                                  "sopt": sopt.state_dict(),
                                  "model": _state(cvae, x_scaler, y_mean, y_std, sur,
-                                                 {k: v for k, v in config.items()})})
+                                                 {k: v for k, v in config.items()}, bank)})
 
     for epoch in range(start + 1, max_epochs + 1):
         t0 = time.perf_counter()
@@ -273,6 +332,10 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
         if sample_w is not None:  # cVAE: property-balanced draws, weights ~ 1 / density
             order = torch.multinomial(sample_w, n, replacement=True, generator=gen).to(dev)
         beta_e = beta * min(1.0, epoch / warmup) if warmup else beta
+        for o, lr0, n_ep in ((opt, config["lr"], epochs), (sopt, config["surrogate_lr"],
+                                                            sur_epochs)):
+            for group in o.param_groups:  # lr0 * lr_final ** ((epoch - 1) / n_ep)
+                group["lr"] = float(lr0) * lr_final ** (min(epoch - 1, n_ep) / n_ep)
         tot = rec_t = kl_t = s_t = 0.0
         for b0 in range(0, n, bs):
             idx = order[b0:b0 + bs]
@@ -294,7 +357,7 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
                 s_t += float(sl.detach()) * len(idx)
         run_dir.log({"epoch": epoch, "max_epochs": max_epochs, "train_loss": tot / n,
                      "recon_loss": rec_t / n, "kl_loss": kl_t / n,
-                     "surrogate_loss": s_t / n * y_std ** 2,
+                     "surrogate_loss": s_t / n * y_std ** 2, "lr": opt.param_groups[0]["lr"],
                      "epoch_seconds": time.perf_counter() - t0}, plot_every=max(every, 25))
         if epoch % every == 0 or epoch == max_epochs:
             checkpoint(epoch)
