@@ -51,6 +51,21 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
+def _machine() -> str:
+    """CPU model (Linux /proc/cpuinfo) and platform, for the JSON records."""
+    import platform
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model or platform.processor()} ({platform.machine()}, {platform.system()})"
+
+
 def save(result: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -118,6 +133,7 @@ def run_recon(args, result, path):
     from ase_mlgen.inversion.compare import structure_rmsd
     from ase_mlgen.inversion.inverter import ACSFInverter
 
+    search_dtype = {"float64": None, "float32": torch.float32}[args.search_dtype]
     cats = recon_cases(args.n_pt10)
     only = [c.strip() for c in args.categories.split(",")] if args.categories else list(cats)
     queue = []
@@ -138,6 +154,10 @@ def run_recon(args, result, path):
         species = sorted(set(atoms.get_chemical_symbols()))
         desc = ACSF(species, r_cut=args.r_cut, g2_params=G2, g5_params=G5)
         modes = ["per-atom", "pooled"] + (["pooled-rich"] if cat == "Pt clusters" else [])
+        if args.modes:
+            modes = [m for m in modes if m in args.modes.split(",")]
+        if args.names and name not in args.names.split(","):
+            modes = []
         for mode in modes:
             if time.perf_counter() - t_start > args.recon_budget:
                 break
@@ -164,7 +184,7 @@ def run_recon(args, result, path):
             d = (ACSF(species, r_cut=args.r_cut, g2_params=RICH_G2, g5_params=RICH_G5)
                  if mode == "pooled-rich" else desc)
             inv = ACSFInverter(d, lr=args.lr, random_state=args.seed,
-                               time_limit=time_limit, **settings)
+                               time_limit=time_limit, search_dtype=search_dtype, **settings)
             t0 = time.perf_counter()
             rec = inv.reconstruct_from(atoms)
             sec = time.perf_counter() - t0
@@ -172,6 +192,7 @@ def run_recon(args, result, path):
             rows.append({"category": cat, "name": name, "n_atoms": len(atoms), "mode": mode,
                          "rmsd": rmsd, "success": bool(rmsd < 0.1), "seconds": sec,
                          "time_limit_s": time_limit, "n_features": d.n_features,
+                         "search_dtype": args.search_dtype,
                          "settings": {k: v for k, v in settings.items() if k != "pooling"},
                          "loss": rec.info["reconstruction_loss"],
                          "relative_loss": rec.info["relative_loss"],
@@ -483,6 +504,10 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--categories", default="",
                    help="recon: only these categories (comma list; default all)")
+    p.add_argument("--names", default="", help="recon: only these cases (comma list)")
+    p.add_argument("--modes", default="", help="recon: only these modes (per-atom,pooled,...)")
+    p.add_argument("--search-dtype", default="float64", choices=["float64", "float32"],
+                   help="recon: dtype of the Adam stages (polish and losses stay float64)")
     p.add_argument("--redo", action="store_true",
                    help="recon: replace the earlier rows of the categories run")
     p.add_argument("--time-limit-rich", type=float, default=60.0,
@@ -552,7 +577,7 @@ def main(argv=None):
     path = Path(args.out)
     result = json.loads(path.read_text()) if path.exists() else {}
     result.setdefault("runs", []).append({"argv": sys.argv[1:], "started": time.time(),
-                                          "cpu_count": os.cpu_count(),
+                                          "cpu_count": os.cpu_count(), "machine": _machine(),
                                           "load_average": os.getloadavg()})
     for part in args.parts.split(","):
         {"recon": run_recon, "table1": run_table1, "table2": run_table2}[part](args, result, path)

@@ -112,6 +112,27 @@ def test_polish_reaches_the_exact_minimum():
     assert cluster_rmsd(atoms, b) < 0.01
 
 
+@pytest.mark.parametrize("pooling", [None, ("max", "min")])
+def test_float32_search_keeps_float64_accuracy(pooling):
+    import torch
+
+    atoms = molecule("CH4")
+    inv = ACSFInverter(small_acsf(["H", "C"]), n_init=4, n_hops=1, steps=150, pooling=pooling,
+                       random_state=0, search_dtype=torch.float32)
+    rec = inv.reconstruct_from(atoms)
+    assert inv.search_dtype == torch.float32 and inv.dtype == torch.float64
+    # the returned loss is the float64 loss of the returned structure
+    fp = inv.fingerprint(rec)
+    target = inv.fingerprint(atoms)
+    if pooling is None:  # rows in the optimal order: compare sorted per-element multisets
+        fp, target = np.sort(fp, axis=0), np.sort(target, axis=0)
+    assert cluster_rmsd(atoms, rec) < 0.05
+    assert rec.info["reconstruction_loss"] < 1e-3 * np.abs(target).mean()
+    if pooling is not None:
+        assert np.isclose(rec.info["reconstruction_loss"], np.abs(fp - target).mean(),
+                          rtol=1e-6, atol=1e-12)
+
+
 def test_reconstruct_periodic():
     atoms = bulk("NaCl", "rocksalt", a=5.64)  # 2-atom primitive cell
     inv = ACSFInverter(small_acsf(["Na", "Cl"], r_cut=5.0), n_init=4, n_hops=2, steps=100,
@@ -260,8 +281,12 @@ def test_generator_emits_atoms(tmp_path):
         assert isinstance(a, Atoms) and a.info["generator"] == "invert"
         assert "reconstruction_loss" in a.info and "predicted_energy" in a.info
     sg = make_search_generator(Atoms("Pt3"), 0, {"model": str(tmp_path / "run"),
-                                                 "steps": "10", "n_init": "2", "n_hops": "0"})
+                                                 "steps": "10", "n_init": "2", "n_hops": "0",
+                                                 "latent": "posterior"})
+    assert sg.latent == "posterior"
     assert sg.generate(1, rng=1)[0].info["generator"] == "invert"
+    with pytest.raises(ValueError, match="latent must be"):
+        InversionGenerator(gen, target=2.6, latent="mean")
 
 
 def test_cli_invert(tmp_path):

@@ -43,6 +43,8 @@ class InversionGenerator:
         pooling with ``inverter_options``.
     relax: ``None`` or a calculator spec/factory for :func:`ase_mlgen.search.relax.relax_many`.
     max_loss: drop reconstructions with ``info["reconstruction_loss"]`` above it.
+    latent: ``"prior"`` (the paper's) or ``"posterior"`` — how the cVAE samples its latent (see
+        :meth:`FingerprintGenerator.generate`).
     """
 
     name = "invert"
@@ -50,11 +52,14 @@ class InversionGenerator:
     def __init__(self, model, target: float, numbers=None, cell=None, pbc=False,
                  inverter: ACSFInverter | None = None, relax=None, fmax: float = 0.05,
                  max_loss: float | None = None, max_tries: int = 3, random_state=None,
-                 **inverter_options):
+                 latent: str = "prior", **inverter_options):
         if not isinstance(model, FingerprintGenerator):
             model = FingerprintGenerator.load(model)
         self.model = model
         self.target = float(target)
+        if latent not in ("prior", "posterior"):
+            raise ValueError(f"latent must be 'prior' or 'posterior'; got {latent!r}")
+        self.latent = latent
         if numbers is None:
             numbers = model.config.get("numbers")
             if numbers is None:
@@ -85,7 +90,8 @@ class InversionGenerator:
         attempts = 0
         while len(accepted) < n and attempts < self.max_tries * n:
             k = n - len(accepted)
-            fps = self.model.generate(k, self.target, seed=int(rng.integers(2 ** 31)))
+            fps = self.model.generate(k, self.target, seed=int(rng.integers(2 ** 31)),
+                                      latent=self.latent)
             predicted = (self.model.predict(fps) if self.model.surrogate is not None
                          else [None] * k)
             for fp, pred in zip(fps, predicted):
@@ -119,7 +125,7 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> Inversio
 
     Options: ``model`` (required: a trained fingerprint cVAE run directory or file), ``target``
     (default: the median property of the training data), ``n_init``, ``n_hops``, ``steps``,
-    ``max_loss``. Numbers (and cell/pbc for crystals) come from ``template``.
+    ``max_loss``, ``latent`` (``prior`` or ``posterior``). Numbers (and cell/pbc for crystals) come from ``template``.
     """
     from ase_mlgen.generators.base import option
 
@@ -136,5 +142,6 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> Inversio
         cell=np.asarray(template.cell) if periodic else None,
         pbc=template.pbc.copy() if periodic else False,
         max_loss=option(options, "max_loss", None, float), random_state=seed,
+        latent=option(options, "latent", "prior", str),
         n_init=option(options, "n_init", 10, int), n_hops=option(options, "n_hops", 5, int),
         steps=option(options, "steps", 150, int))

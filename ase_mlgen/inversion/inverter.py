@@ -193,6 +193,10 @@ class ACSFInverter:
         volume per atom of the initial compact box, in units of the covalent-sphere volume.
     device, dtype:
         ``"auto"`` uses CUDA when present; float64 by default for sub-0.01 Å accuracy.
+    search_dtype:
+        dtype of the Adam stages (``None``: ``dtype``). ``torch.float32`` makes a batched
+        descriptor step about 1.7× faster on CPU (16 × Pt55); the polishes and the returned
+        losses stay in ``dtype``, which is where the sub-0.01 Å accuracy comes from.
     random_state:
         seed (int) or ``numpy.random.Generator``.
     """
@@ -207,6 +211,7 @@ class ACSFInverter:
                  time_limit: float | None = None,
                  device: str | torch.device = "auto",
                  dtype: torch.dtype = torch.float64,
+                 search_dtype: torch.dtype | None = None,
                  random_state=None, verbose: bool = False):
         if n_init < 1 or n_hops < 0 or steps < 1:
             raise ValueError("n_init >= 1, n_hops >= 0 and steps >= 1 are required")
@@ -244,6 +249,7 @@ class ACSFInverter:
         self.time_limit = None if time_limit is None else float(time_limit)
         self.device = resolve_device(device)
         self.dtype = dtype
+        self.search_dtype = dtype if search_dtype is None else search_dtype
         self.rng = (random_state if isinstance(random_state, np.random.Generator)
                     else np.random.default_rng(random_state))
         self.verbose = verbose
@@ -322,19 +328,24 @@ class ACSFInverter:
         best_loss = np.full(B, np.inf)
         # row assignment (per-atom): perm[b, i] = target row of atom i
         perm = np.tile(np.arange(n_atoms), (B, 1))
+        # the Adam stages may run in a cheaper dtype (search_dtype); polish and losses in dt
+        sdt = self.search_dtype
+        target_s = target.to(sdt)
+        weights_s = None if weights is None else weights.to(sdt)
+        cell_s = None if cell_b is None else cell_b.to(sdt)
 
-        def loss_of(pos_t, perm_t):
-            per_atom = self._describe(pos_t, numbers, cell_b, pbc_arg)
+        def loss_of(pos_t, perm_t, tgt_all=target_s, w=weights_s, cell_t=cell_s):
+            per_atom = self._describe(pos_t, numbers, cell_t, pbc_arg)
             if self.pooling is None:
-                tgt = target[perm_t]  # (B, N, F)
+                tgt = tgt_all[perm_t]  # (B, N, F)
                 diff = (per_atom - tgt).abs()
-                if weights is not None:
-                    diff = diff * weights
+                if w is not None:
+                    diff = diff * w
                 return diff.mean(dim=(1, 2)), per_atom
             pooled = pool_fingerprint(per_atom, self.pooling)
-            diff = (pooled - target).abs()
-            if weights is not None:
-                diff = diff * weights
+            diff = (pooled - tgt_all).abs()
+            if w is not None:
+                diff = diff * w
             return diff.mean(dim=1), per_atom
 
         n_stages = self.n_hops + 1
@@ -344,7 +355,7 @@ class ACSFInverter:
             if stage > 0:
                 start = self._hop(best_pos, stage, target, numbers, cell_b, pbc_arg, weights,
                                   species_groups, cell_np if periodic else None)
-            pos = torch.tensor(start, dtype=dt, device=dev, requires_grad=True)
+            pos = torch.tensor(start, dtype=sdt, device=dev, requires_grad=True)
             opt = _Adam(pos)
             stage_best = np.full(B, np.inf)
             stage_pos = start.copy()
@@ -353,8 +364,8 @@ class ACSFInverter:
                 lr = self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / self.steps)))
                 if self.pooling is None and self.assign_every and step % self.assign_every == 0:
                     with torch.no_grad():
-                        per_atom = self._describe(pos.detach(), numbers, cell_b, pbc_arg)
-                    perm = self._assign(per_atom, target, species_groups, weights)
+                        per_atom = self._describe(pos.detach(), numbers, cell_s, pbc_arg)
+                    perm = self._assign(per_atom, target_s, species_groups, weights_s)
                 perm_t = torch.as_tensor(perm, device=dev)
                 loss, _ = loss_of(pos, perm_t)
                 lv = loss.detach().cpu().numpy()
@@ -406,6 +417,17 @@ class ACSFInverter:
             if self.verbose:
                 print(f"polish: best {best_loss.min():.3e} "
                       f"({time.perf_counter() - t0:.1f} s)")
+
+        if sdt != dt:  # losses of the search dtype -> exact losses in dt
+            with torch.no_grad():
+                pos_t = torch.as_tensor(best_pos, dtype=dt, device=dev)
+                perm_t = None
+                if self.pooling is None:
+                    cur = self._describe(pos_t, numbers, cell_b, pbc_arg)
+                    perm_t = torch.as_tensor(self._assign(cur, target, species_groups, weights),
+                                             device=dev)
+                exact, _ = loss_of(pos_t, perm_t, target, weights, cell_b)
+            best_loss = exact.cpu().numpy().astype(float)
 
         order = np.argsort(best_loss)
         structures = [self._to_atoms(best_pos[b], numbers, cell_np, pbc if periodic else False,
