@@ -14,8 +14,9 @@ are trained once (seed 0, inside the first CVAE run); their test MAE and R² are
 the paper's. For the paper's target sets (delta_e, energy_pa, volume_pa) = (-2.0, -6.5, 12) and
 (-2.5, -3.0, 30), the seed-0 CVAE and VAE each generate ``--n`` unique valid compositions; their
 predicted properties (seed-0 predictors) are compared with the targets (median absolute
-deviation), with uniqueness (among the first ``--n`` valid raw samples) and novelty (not in the
-training split). Training runs live in ``--runs`` and are resumed / reused when run again.
+deviation), with uniqueness (among the valid ones of the first ``--n`` raw samples; valid: at
+least ``--min-elements`` different elements, default 2; the JSON also gives uniqueness among
+all non-empty samples and the fraction of unaries) and novelty (not in the training split). Training runs live in ``--runs`` and are resumed / reused when run again.
 
 Writes ``ding.json`` and ``ding_properties.png`` into ``--out``. The paper trains on ~250k
 compositions for 150 (generator) and 120+120 (predictor) epochs on a GPU; this benchmark runs on

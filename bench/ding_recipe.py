@@ -11,7 +11,9 @@ the paper's layers and dropout) is trained instead, as ``DING`` trains it: ``--e
 dropout, then ``--finetune-epochs`` without, L1 loss on the standardised property, Adam 1e-3
 with a cosine decay to 1e-5 over each stage, batch ``--bs``, the best validation epoch of each
 stage kept; it prints the validation MAE per epoch and at the end the test MAE (eV/atom or
-Å³/atom) of the kept weights.
+Å³/atom) of the kept weights (saved as ``<tag>.pred.pt``). ``--reuse`` loads those weights
+instead of training; ``--average-with MODEL`` also scores the plain mean of this predictor and
+the same property's predictor of a DING model file.
 
 Trains ``ase_mlgen.ding.nets.CompositionVAE`` with ``vae_loss`` directly (no run directory) on
 the fixed OQMD split (seed 0; ``--ntrain`` takes a random subset of the 21,766 training
@@ -52,6 +54,11 @@ p.add_argument("--predictor", choices=PROPERTIES, default=None,
                help="train this property's predictor instead of the generator")
 p.add_argument("--predictor-input", choices=("onehot", "fractions"), default="onehot")
 p.add_argument("--finetune-epochs", type=int, default=0)
+p.add_argument("--reuse", action="store_true",
+               help="predictor mode: load --out/<tag>.pred.pt (weights and history) instead of training")
+p.add_argument("--average-with", default=None, metavar="MODEL",
+               help="predictor mode: also score the plain mean of this predictor and the same "
+                    "property's predictor of a DING model file (a two-model ensemble)")
 a = p.parse_args()
 if a.summary:
     runs = []
@@ -83,7 +90,13 @@ if a.predictor:
          for k, tb in (("tr", tr), ("va", va), ("te", te))}
     net = PropertyPredictor(inputs=a.predictor_input)
     g = torch.Generator().manual_seed(a.seed); hist = []; t0 = time.time(); ep_all = 0
-    for stage, n_ep, drop in (("dropout", a.epochs, True), ("finetune", a.finetune_epochs, False)):
+    pt_path = os.path.join(a.out, f"{a.tag or 'pred'}.pred.pt")
+    stages = (("dropout", a.epochs, True), ("finetune", a.finetune_epochs, False))
+    if a.reuse:
+        saved = torch.load(pt_path, weights_only=False)
+        net = PropertyPredictor(inputs=saved["inputs"]); net.load_state_dict(saved["state_dict"])
+        hist, stages = saved.get("hist", []), ()
+    for stage, n_ep, drop in stages:
         opt = torch.optim.Adam(net.parameters(), lr=a.lr)
         sch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_ep, 1), eta_min=1e-5)
         best, best_state = float("inf"), copy.deepcopy(net.state_dict())
@@ -107,12 +120,29 @@ if a.predictor:
         yt = Y["te"].numpy() * sd
         r2 = 1 - float(np.sum((err) ** 2) / np.sum((yt - yt.mean()) ** 2))
     res = {"test_mae": float(err.mean()), "test_median_ae": float(np.median(err)), "test_r2": r2,
-           "best_val_mae": min(h["val_mae"] for h in hist)}
+           "best_val_mae": min(h["val_mae"] for h in hist) if hist else None}
+    if a.average_with:
+        from ase_mlgen import DING
+        other = DING.load(a.average_with)
+        for name, tb, key in (("val", va, "va"), ("test", te, "te")):
+            with torch.no_grad():
+                mine = net(X[key]).numpy() * sd + mean
+            theirs = other.predict(tb)[a.predictor]
+            yt = tb.properties[a.predictor]
+            for label, pr in (("other", theirs), ("mean_of_both", (mine + theirs) / 2)):
+                e = np.abs(pr - yt)
+                res[f"{name}_{label}"] = {"mae": float(e.mean()), "median_ae": float(np.median(e)),
+                                          "r2": float(1 - np.sum((pr - yt) ** 2)
+                                                      / np.sum((yt - yt.mean()) ** 2))}
+        res["average_with"] = a.average_with
     print(json.dumps(res), flush=True)
     os.makedirs(a.out, exist_ok=True)
     json.dump({"args": vars(a), "hist": hist, "result": res, "load_average": os.getloadavg(),
                "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()}},
               open(os.path.join(a.out, f"{a.tag or 'pred'}.pred.json"), "w"))
+    if not a.reuse:
+        torch.save({"state_dict": net.state_dict(), "inputs": a.predictor_input, "mean": mean,
+                    "scale": sd, "property": a.predictor, "hist": hist}, pt_path)
     sys.exit(0)
 if a.ntrain: tr = tr.subset(np.random.default_rng(0).permutation(len(tr))[:a.ntrain])
 y = tr.targets(PROPERTIES); mean, sd = y.mean(0), y.std(0)
