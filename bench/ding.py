@@ -4,6 +4,8 @@
                                     [--epochs 20] [--predictor-epochs 4] [--finetune-epochs 2]
                                     [--n 1000] [--threads 1] [--out bench/results]
                                     [--runs runs/bench_ding] [--quick]
+                                    [--predictor-input onehot fractions]
+                                    [--warm-start runs/bench_ding/cvae_s0/model.pt]
 
 One fixed 80/10/10 split (seed 0) of the 27,207 compositions. For each model seed a CVAE and an
 unconditioned VAE are trained (one after the other, as background jobs of one CPU thread each;
@@ -21,6 +23,15 @@ all non-empty samples and the fraction of unaries) and novelty (not in the train
 Writes ``ding.json`` and ``ding_properties.png`` into ``--out``. The paper trains on ~250k
 compositions for 150 (generator) and 120+120 (predictor) epochs on a GPU; this benchmark runs on
 a shared CPU with the epochs given, which the JSON states.
+
+``--predictor-input onehot fractions`` gives the seed-0 CVAE an ensemble of predictors (one per
+input kind and property; ``DING.predict`` returns their mean) in ``<runs>/cvae_s0_onehot_
+fractions``; the JSON (``ding_onehot_fractions.json``) then reports every member's test MAE and
+R² (``DING.predict_members``) beside the ensemble's and the members' spread. ``--warm-start
+MODEL`` starts that run from a trained DING file (``DING.train(warm_start=True)``): its
+generator and its one-hot predictors are kept, only the new members are trained.
+``--early-stopping`` applies to the generator, ``--predictor-early-stopping`` to the predictor
+stages.
 """
 from __future__ import annotations
 
@@ -61,8 +72,11 @@ def _train_all(specs, train, val, args) -> dict:
     from ase_mlgen.jobs import Job, RunDirectory
 
     jobs, out = {}, {}
+    inputs = list(args.predictor_input)
     for kind, seed, predictors in specs:
         run = Path(args.runs) / f"{kind}_s{seed}"
+        if predictors and inputs != ["onehot"]:
+            run = run.with_name(run.name + "_" + "_".join(inputs))
         rd = RunDirectory(run)
         t0 = time.perf_counter()
         if (run / "model.pt").is_file() and rd.state() == "done":
@@ -73,21 +87,27 @@ def _train_all(specs, train, val, args) -> dict:
             print(f"[ding bench] waiting for the running {run}", flush=True)
             jobs[(kind, seed)] = (Job(run), t0)
             continue
-        model = DING(conditional=(kind == "cvae"), epochs=args.epochs,
-                     predictors=predictors, predictor_epochs=args.predictor_epochs,
-                     finetune_epochs=args.finetune_epochs,
-                     predictor_batch_size=args.predictor_batch_size,
-                     early_stopping=args.early_stopping, random_state=seed,
-                     predictor_schedule=args.predictor_schedule,
-                     predictor_input=args.predictor_input,
-                     **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
-                        if args.predictor_dropout else {}),
-                     threads=args.threads, device=args.device)
+        kw = dict(conditional=(kind == "cvae"), epochs=args.epochs,
+                  predictors=predictors, predictor_epochs=args.predictor_epochs,
+                  finetune_epochs=args.finetune_epochs,
+                  predictor_batch_size=args.predictor_batch_size,
+                  early_stopping=args.early_stopping,
+                  predictor_early_stopping=args.predictor_early_stopping, random_state=seed,
+                  predictor_schedule=args.predictor_schedule,
+                  predictor_input=inputs[0] if len(inputs) == 1 else tuple(inputs),
+                  **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
+                     if args.predictor_dropout else {}),
+                  threads=args.threads, device=args.device)
+        warm = bool(args.warm_start) and predictors
+        model = DING.load(args.warm_start, device="cpu").set_params(**kw) if warm \
+            else DING(**kw)
         resume = (run / "config.json").is_file()
         print(f"[ding bench] training {kind} seed {seed} -> {run}"
-              + (" (resuming)" if resume else "") + " in the background", flush=True)
+              + (" (resuming)" if resume else "")
+              + (f" (warm start from {args.warm_start})" if warm else "")
+              + " in the background", flush=True)
         jobs[(kind, seed)] = (model.train(train, val, run_dir=run, resume=resume,
-                                          background=True), t0)
+                                          background=True, warm_start=warm), t0)
         if not args.parallel:
             jobs[(kind, seed)][0].result()  # one CPU-heavy process at a time
     for k, (job, t0) in jobs.items():
@@ -137,14 +157,22 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-epochs", type=int, default=3,
                         help="predictor epochs without dropout (paper: 120)")
     parser.add_argument("--predictor-batch-size", type=int, default=512)
-    parser.add_argument("--early-stopping", type=int, default=None)
+    parser.add_argument("--early-stopping", type=int, default=None,
+                        help="generator stage: stop after this many epochs without "
+                             "validation improvement")
+    parser.add_argument("--predictor-early-stopping", type=int, default=None,
+                        help="the same for each predictor stage (default: off)")
+    parser.add_argument("--warm-start", default=None, metavar="MODEL",
+                        help="start the seed-0 CVAE from this trained DING file: keep its "
+                             "generator and the predictors of input kinds still asked for")
     parser.add_argument("--predictor-dropout", type=float, nargs=3, default=None,
                         metavar=("D2", "D3", "D4"),
                         help="predictor dropout after layers 2-4 (paper: 0.7 0.7 0.5)")
     parser.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
                         default="plateau")
-    parser.add_argument("--predictor-input", choices=("onehot", "fractions"),
-                        default="onehot", help="predictor input (paper: onehot)")
+    parser.add_argument("--predictor-input", choices=("onehot", "fractions"), nargs="+",
+                        default=["onehot"],
+                        help="predictor input (paper: onehot); several kinds: an ensemble")
     parser.add_argument("--latent", choices=("prior", "posterior"), default="prior",
                         help="generation: latent points from N(0,1) or the aggregate posterior")
     parser.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax",
@@ -180,8 +208,10 @@ def main(argv=None) -> int:
         args.out = args.runs  # smoke-test results stay out of bench/results
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    json_path = out / ("ding_quick.json" if args.quick else "ding.json")
-    png_path = out / ("ding_quick_properties.png" if args.quick else "ding_properties.png")
+    name = "ding" + ("_quick" if args.quick else "") + (
+        "" if args.predictor_input == ["onehot"] else "_" + "_".join(args.predictor_input))
+    json_path = out / f"{name}.json"
+    png_path = out / f"{name}_properties.png"
 
     t_start = time.perf_counter()
     table = load_oqmd(args.data)
@@ -199,7 +229,9 @@ def main(argv=None) -> int:
                   "finetune_epochs": args.finetune_epochs,
                   "generator_batch_size": 256,
                   "predictor_batch_size": args.predictor_batch_size,
-                  "early_stopping": args.early_stopping, "torch_threads": args.threads,
+                  "early_stopping": args.early_stopping,
+                  "predictor_early_stopping": args.predictor_early_stopping,
+                  "warm_start": args.warm_start, "torch_threads": args.threads,
                   "predictor_dropout": args.predictor_dropout or [0.7, 0.7, 0.5],
                   "predictor_schedule": args.predictor_schedule,
                   "predictor_input": args.predictor_input,
@@ -250,15 +282,31 @@ def main(argv=None) -> int:
 
     # -- predictors ------------------------------------------------------------------------
     cvae, vae = models["cvae"], models["vae"]
-    pred = cvae.predict(test)
+    pred, spread = cvae.predict(test, return_std=True)
+    members = cvae.predict_members(test)
+
+    def scores(y, yhat):
+        return {"mae": float(np.mean(np.abs(y - yhat))),
+                "r2": float(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2)),
+                "median_ae": float(np.median(np.abs(y - yhat)))}
+
     pred_res = {}
     for p in PROPERTIES:
         y, yhat = test.properties[p], pred[p]
-        mae = float(np.mean(np.abs(y - yhat)))
-        r2 = float(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
-        pred_res[p] = {"mae": mae, "r2": r2, "paper_mae": PAPER["predictor_mae"][p],
-                       "median_ae": float(np.median(np.abs(y - yhat)))}
-        print(f"[ding bench] predictor {p}: MAE {mae:.4f}, R2 {r2:.3f}", flush=True)
+        pred_res[p] = {**scores(y, yhat), "paper_mae": PAPER["predictor_mae"][p]}
+        if cvae.is_ensemble:  # every member's own score, and how the spread relates to errors
+            pred_res[p]["members"] = {k: scores(y, v) for k, v in members[p].items()}
+            err = np.abs(y - yhat)
+            pred_res[p]["spread"] = {
+                "mean_std": float(np.mean(spread[p])),
+                "within_1_std": float(np.mean(err <= spread[p])),
+                "within_2_std": float(np.mean(err <= 2 * spread[p])),
+                "spearman_std_abs_err": float(np.corrcoef(np.argsort(np.argsort(spread[p])),
+                                                          np.argsort(np.argsort(err)))[0, 1])}
+        print(f"[ding bench] predictor {p}: MAE {pred_res[p]['mae']:.4f}, R2 "
+              f"{pred_res[p]['r2']:.3f}" + "".join(
+                  f"; {k} {v['mae']:.4f} / {v['r2']:.3f}"
+                  for k, v in pred_res[p].get("members", {}).items()), flush=True)
     results["predictors_test"] = pred_res
     _write(results, json_path)
 

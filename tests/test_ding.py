@@ -317,6 +317,73 @@ def test_predictor_fraction_inputs(data, tmp_path):
                                rtol=1e-6)
 
 
+def test_predictor_ensemble(trained, data, tmp_path):
+    """``predictor_input=("onehot", "fractions")``: one predictor per input kind and property,
+    ``predict`` returns the members' mean (``return_std``: their spread); the ensemble survives
+    save/load; ``warm_start`` keeps the trained generator and one-hot predictors and trains
+    only the new members; bad settings are refused."""
+    for bad in ("counts", ("onehot", "counts"), (), ("onehot", "onehot"), 3):
+        with pytest.raises(ValueError, match="predictor_input"):
+            DING(predictor_input=bad)
+    base, _ = trained
+    train, val, test = data
+    model = DING.load(_save(base, tmp_path / "base.pt"))
+    model.set_params(predictor_input=["onehot", "fractions"], predictor_epochs=1,
+                     finetune_epochs=1)
+    assert model.is_ensemble and model.predictor_inputs == ("onehot", "fractions")
+    model.train(train, val, run_dir=tmp_path / "ens", warm_start=True)
+    stages = {json.loads(line)["stage"]
+              for line in (tmp_path / "ens" / "log.jsonl").read_text().splitlines()}
+    assert stages == {f"{p}[fractions]{s}" for p in DING.properties for s in ("", "_finetune")}
+    members = model.predict_members(test)
+    mean, std = model.predict(test, return_std=True)
+    ref = base.predict(test)
+    for p in DING.properties:
+        np.testing.assert_allclose(members[p]["onehot"], ref[p], rtol=1e-6, atol=1e-6)
+        stack = np.stack([members[p]["onehot"], members[p]["fractions"]])
+        np.testing.assert_allclose(mean[p], stack.mean(axis=0), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(std[p], stack.std(axis=0), rtol=1e-5, atol=1e-6)
+        assert std[p].max() > 0
+    np.testing.assert_allclose(model.generator_.out.weight.detach(),
+                               base.generator_.out.weight.detach())
+    model.save(tmp_path / "ens.pt")
+    back = DING.load(tmp_path / "ens.pt")
+    assert back.predictor_input == ("onehot", "fractions")
+    again = back.predict(test)
+    for p in DING.properties:
+        np.testing.assert_allclose(again[p], mean[p], rtol=1e-6)
+    # the single-predictor default still reports a zero spread
+    _, std1 = base.predict(test, return_std=True)
+    assert all(not std1[p].any() for p in DING.properties)
+    # warm start refuses another training set
+    other = DING.load(tmp_path / "base.pt").set_params(predictor_input=("onehot", "fractions"))
+    with pytest.raises(ValueError, match="another training set"):
+        other.train(synthetic_table(120, seed=5), run_dir=tmp_path / "bad", warm_start=True)
+
+
+def _save(model, path):
+    model.save(path)
+    return path
+
+
+def test_predictor_early_stopping_is_separate(data, tmp_path):
+    """``early_stopping`` ends only the generator stage; ``predictor_early_stopping`` the
+    predictor stages."""
+    from ase_mlgen.ding.training import _stages
+
+    model = DING(random_state=0, **{**TINY, "epochs": 6, "predictor_epochs": 6,
+                                    "finetune_epochs": 6, "lr": 1.0, "predictor_lr": 1.0},
+                 early_stopping=1)
+    assert [s[0] for s in _stages(model)][:3] == ["generator", "delta_e", "delta_e_finetune"]
+    train, val, _ = data
+    model.train(train, val, run_dir=tmp_path / "run")
+    n = {}
+    for r in model.history_:
+        n[r["stage"]] = n.get(r["stage"], 0) + 1
+    assert all(n[f"{p}{s}"] == 6 for p in DING.properties for s in ("", "_finetune"))
+    assert DING(predictor_early_stopping=2).predictor_early_stopping == 2
+
+
 def test_generate_min_elements(trained):
     """Valid compositions hold at least ``min_elements`` different elements (default 2:
     compounds, since an element has a formation enthalpy of 0 by definition)."""

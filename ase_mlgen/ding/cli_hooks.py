@@ -18,6 +18,7 @@ import json
 _HYPER = {"epochs": "epochs", "predictor_epochs": "predictor_epochs",
           "finetune_epochs": "finetune_epochs", "batch_size": "batch_size", "lr": "lr",
           "latent_dim": "latent_dim", "early_stopping": "early_stopping", "threads": "threads",
+          "predictor_early_stopping": "predictor_early_stopping",
           "predictor_batch_size": "predictor_batch_size",
           "predictor_schedule": "predictor_schedule", "predictor_input": "predictor_input"}
 
@@ -35,6 +36,9 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError("the training data (an OQMD CSV with comp, delta_e, energy_pa, "
                              "volume_pa) is required")
         hyper = {v: getattr(args, k) for k, v in _HYPER.items() if getattr(args, k) is not None}
+        if "predictor_input" in hyper:  # one kind: a single predictor; several: an ensemble
+            kinds = hyper["predictor_input"]
+            hyper["predictor_input"] = kinds[0] if len(kinds) == 1 else tuple(kinds)
         model = DING(conditional=not args.vae, predictors=not args.no_predictors,
                      random_state=args.seed, device=args.device or "auto", **hyper)
         table = args.data
@@ -68,13 +72,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
                    help="predictor learning rate: x0.1 on plateaus (default, the paper's) or "
                         "cosine annealing over each stage")
-    p.add_argument("--predictor-input", choices=("onehot", "fractions"),
+    p.add_argument("--predictor-input", nargs="+", choices=("onehot", "fractions"),
                    help="what the predictors see: the one-hot vector (default, the paper's) or "
-                        "the 89 atomic fractions")
+                        "the 89 atomic fractions; two kinds ('onehot fractions') train an "
+                        "ensemble per property, whose mean is the prediction")
     p.add_argument("--lr", type=float, help="generator learning rate (default 1e-3)")
     p.add_argument("--latent-dim", type=int, help="latent dimension (default 32)")
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
-                   help="end a stage after this many epochs without validation improvement")
+                   help="end the generator stage after this many epochs without validation "
+                        "improvement")
+    p.add_argument("--predictor-early-stopping", type=int, metavar="EPOCHS",
+                   help="the same for each predictor stage (default: off)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="split and model seed")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,

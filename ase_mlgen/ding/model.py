@@ -32,7 +32,7 @@ from ase_mlgen.data.oqmd import PROPERTIES, UNITS, OQMDTable
 from ase_mlgen.ding import composition as comp
 
 FORMAT = "ase_mlgen.ding"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: predictor ensembles (files without one are still written as 1)
 
 #: hyper-parameters and their defaults (the paper's settings; see the module docstring)
 DEFAULTS: dict[str, Any] = {
@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_patience": 5,
     "min_lr": 1e-8,
     "early_stopping": None,
+    "predictor_early_stopping": None,
     "predictors": True,
     "predictor_layers": (1024, 1024, 1024, 512, 128, 64, 32),
     "predictor_dropout": (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
@@ -155,6 +156,30 @@ def is_valid(counts: np.ndarray, min_elements: int = 2) -> np.ndarray:
     return (counts > 0).sum(axis=1) >= max(int(min_elements), 1)
 
 
+def _check_predictor_input(value) -> str | tuple[str, ...]:
+    """``"onehot"`` / ``"fractions"`` (one predictor per property) or a sequence of them (an
+    ensemble per property, one member per entry)."""
+    from ase_mlgen.ding.nets import PREDICTOR_INPUTS
+
+    msg = (f"predictor_input must be 'onehot' (the paper's 979-long vector), 'fractions' (89 "
+           f"atomic fractions) or a sequence of them for an ensemble, e.g. "
+           f"('onehot', 'fractions'); got {value!r}")
+    if isinstance(value, str):
+        if value not in PREDICTOR_INPUTS:
+            raise ValueError(msg)
+        return value
+    try:
+        kinds = tuple(value)
+    except TypeError:
+        raise ValueError(msg) from None
+    if not kinds or any(k not in PREDICTOR_INPUTS for k in kinds):
+        raise ValueError(msg)
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"predictor_input {value!r} names an input kind twice; each ensemble "
+                         f"member needs its own kind")
+    return kinds
+
+
 def _prop_order(name: str) -> int:
     return PROPERTIES.index(name) if name in PROPERTIES else len(PROPERTIES)
 
@@ -177,13 +202,13 @@ class DING:
                  kl_weight: float = 0.05, epochs: int = 150, batch_size: int = 256,
                  lr: float = 1e-3, lr_factor: float = 0.1, lr_patience: int = 5,
                  min_lr: float = 1e-8, early_stopping: int | None = None,
-                 predictors: bool = True,
+                 predictor_early_stopping: int | None = None, predictors: bool = True,
                  predictor_layers: Sequence[int] = (1024, 1024, 1024, 512, 128, 64, 32),
                  predictor_dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
                  predictor_epochs: int = 120, finetune_epochs: int = 120,
                  predictor_lr: float = 1e-3, predictor_batch_size: int = 256,
                  predictor_min_lr: float = 1e-5, predictor_schedule: str = "plateau",
-                 predictor_input: str = "onehot", val_fraction: float = 0.1,
+                 predictor_input: str | Sequence[str] = "onehot", val_fraction: float = 0.1,
                  random_state: int | None = 0,
                  device: str = "auto", threads: int | None = None):
         self.conditional = bool(conditional)
@@ -199,6 +224,8 @@ class DING:
         self.lr_patience = int(lr_patience)
         self.min_lr = float(min_lr)
         self.early_stopping = None if early_stopping is None else int(early_stopping)
+        self.predictor_early_stopping = None if predictor_early_stopping is None \
+            else int(predictor_early_stopping)
         self.predictors = bool(predictors)
         self.predictor_layers = tuple(int(v) for v in predictor_layers)
         self.predictor_dropout = tuple(float(v) for v in predictor_dropout)
@@ -211,10 +238,7 @@ class DING:
             raise ValueError(f"predictor_schedule must be 'plateau' (the paper's) or 'cosine', "
                              f"not {predictor_schedule!r}")
         self.predictor_schedule = predictor_schedule
-        if predictor_input not in ("onehot", "fractions"):
-            raise ValueError(f"predictor_input must be 'onehot' (the paper's 979-long vector) or "
-                             f"'fractions' (89 atomic fractions), not {predictor_input!r}")
-        self.predictor_input = predictor_input
+        self.predictor_input = _check_predictor_input(predictor_input)
         self.val_fraction = float(val_fraction)
         self.random_state = random_state
         self.device = device
@@ -253,16 +277,33 @@ class DING:
             raise RuntimeError("this DING model is not trained; call train(...) or DING.load(path)")
 
     # -- modules ---------------------------------------------------------------------------
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether ``predictor_input`` asks for an ensemble of predictors per property."""
+        return not isinstance(self.predictor_input, str)
+
+    @property
+    def predictor_inputs(self) -> tuple[str, ...]:
+        """The input kind of each predictor of a property (one entry unless an ensemble)."""
+        return self.predictor_input if self.is_ensemble else (self.predictor_input,)
+
     def _build(self):
-        """Fresh torch modules (generator, {property: predictor}) for these hyper-parameters."""
-        from ase_mlgen.ding.nets import CompositionVAE, PropertyPredictor
+        """Fresh torch modules (generator, {property: predictor}) for these hyper-parameters;
+        with an ensemble each predictor is a :class:`~ase_mlgen.ding.nets.PredictorEnsemble`."""
+        from ase_mlgen.ding.nets import CompositionVAE, PredictorEnsemble, PropertyPredictor
 
         gen = CompositionVAE(len(PROPERTIES) if self.conditional else 0, self.encoder_layers,
                              self.latent_dim, self.decoder_layers)
-        preds = {p: PropertyPredictor(self.predictor_layers, self.predictor_dropout,
-                                      self.predictor_input)
-                 for p in PROPERTIES} if self.predictors else {}
-        return gen, preds
+
+        def one(kind):
+            return PropertyPredictor(self.predictor_layers, self.predictor_dropout, kind)
+
+        if not self.predictors:
+            return gen, {}
+        if self.is_ensemble:
+            return gen, {p: PredictorEnsemble([one(k) for k in self.predictor_inputs])
+                         for p in PROPERTIES}
+        return gen, {p: one(self.predictor_input) for p in PROPERTIES}
 
     def _device(self):
         from ase_mlgen.utils.device import resolve_device
@@ -284,7 +325,7 @@ class DING:
     # -- training --------------------------------------------------------------------------
     def train(self, table: OQMDTable | str | os.PathLike, val: OQMDTable | None = None, *,
               run_dir: str | os.PathLike | None = None, background: bool = False,
-              resume: bool = False, device: str | None = None):
+              resume: bool = False, device: str | None = None, warm_start: bool = False):
         """Train the generator and the predictors as an :mod:`ase_mlgen.jobs` run.
 
         ``table``: the training compositions (:class:`~ase_mlgen.data.oqmd.OQMDTable` with
@@ -299,6 +340,13 @@ class DING:
         checkpoint (with the settings stored in the run). ``background=True`` (needs
         ``run_dir``) returns a :class:`~ase_mlgen.jobs.Job` at once (``job.result()`` is the
         trained DING); otherwise training runs here and ``self`` is returned, trained.
+
+        ``warm_start=True`` (scikit-learn's name) starts from this model's trained state: the
+        generator and every predictor whose input kind is still asked for keep their weights
+        and are not trained again; only the new predictors are (e.g. after
+        ``set_params(predictor_input=("onehot", "fractions"))`` on a model with one-hot
+        predictors, the fraction-input members). ``table`` must be the same training set
+        (checked through the property scalers).
         """
         from ase_mlgen.ding.training import LOADER, TASK, prepare_run
         from ase_mlgen.jobs import submit
@@ -313,6 +361,12 @@ class DING:
             run_dir = Path(tmp.name) / "run"
         try:
             config = prepare_run(self, table, val, Path(run_dir), resume)
+            if warm_start and "init" not in config:
+                from ase_mlgen.utils.io import atomic_torch_save
+
+                self._check_trained()
+                config["init"] = str(atomic_torch_save(self.state(),
+                                                       Path(run_dir) / "init.pt").resolve())
             job = submit(TASK, config, run_dir, background=background, resume=resume,
                          loader=LOADER)
             if background:
@@ -362,25 +416,45 @@ class DING:
         return np.array([float(given[p]) for p in PROPERTIES])
 
     # -- prediction ------------------------------------------------------------------------
-    def predict(self, compositions, batch_size: int = 4096) -> dict[str, np.ndarray]:
+    def predict(self, compositions, batch_size: int = 4096, return_std: bool = False):
         """Predicted ``{"delta_e": eV/atom, "energy_pa": eV/atom, "volume_pa": Å³/atom}``
-        arrays for compositions (formulas, Formula objects, an OQMDTable or a counts array)."""
+        arrays for compositions (formulas, Formula objects, an OQMDTable or a counts array).
+
+        With a predictor ensemble (``predictor_input=("onehot", "fractions")``) each value is
+        the mean of the members' predictions. ``return_std=True`` returns ``(mean, std)``,
+        ``std`` being the members' spread (population standard deviation, same units; zero
+        for a single predictor), a rough uncertainty."""
+        members = self.predict_members(compositions, batch_size)
+        mean = {p: np.mean(np.stack(list(members[p].values())), axis=0) for p in PROPERTIES}
+        if not return_std:
+            return mean
+        std = {p: np.std(np.stack(list(members[p].values())), axis=0) for p in PROPERTIES}
+        return mean, std
+
+    def predict_members(self, compositions, batch_size: int = 4096
+                        ) -> dict[str, dict[str, np.ndarray]]:
+        """Each predictor's values, ``{property: {input kind: array}}`` (eV/atom, Å³/atom);
+        one entry per property unless the model has an ensemble. :meth:`predict` returns
+        their mean."""
         import torch
 
         self._check_trained()
         if not self.predictors_:
             raise RuntimeError("this model was trained without predictors (predictors=False)")
+        kinds = self.predictor_inputs
         counts = self._counts(compositions)
-        out = np.zeros((len(counts), len(PROPERTIES)))
+        out = np.zeros((len(kinds), len(counts), len(PROPERTIES)))
         with torch.no_grad():
             for s in range(0, len(counts), batch_size):
                 x = self._tensor(comp.counts_to_vector(counts[s:s + batch_size]))
                 for j, p in enumerate(PROPERTIES):
                     net = self.predictors_[p]
                     net.eval()
-                    out[s:s + batch_size, j] = net(x).double().cpu().numpy()
+                    y = net.members_forward(x) if self.is_ensemble else net(x)[None]
+                    out[:, s:s + batch_size, j] = y.double().cpu().numpy()
         out = self._unscale(out)
-        return {p: out[:, j] for j, p in enumerate(PROPERTIES)}
+        return {p: {k: out[i, :, j] for i, k in enumerate(kinds)}
+                for j, p in enumerate(PROPERTIES)}
 
     def _predict_matrix(self, counts: np.ndarray) -> np.ndarray:
         if not self.predictors_ or len(counts) == 0:
@@ -709,9 +783,16 @@ class DING:
 
         self._check_trained()
         cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+        params = self.get_params()
+        if self.predictors_:  # the trained modules' inputs (set_params may have asked for others)
+            net = next(iter(self.predictors_.values()))
+            params["predictor_input"] = list(net.inputs) if hasattr(net, "members") \
+                else net.inputs
+        ensemble = not isinstance(params["predictor_input"], str)
         return {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "ase_mlgen_version": __version__,
-            "params": self.get_params(), "elements": list(comp.ELEMENTS),
+            "format": FORMAT, "format_version": FORMAT_VERSION if ensemble else 1,
+            "ase_mlgen_version": __version__,
+            "params": params, "elements": list(comp.ELEMENTS),
             "max_count": comp.MAX_COUNT, "properties": list(PROPERTIES), "units": dict(UNITS),
             "scaler_mean": torch.as_tensor(self.scaler_mean_, dtype=torch.float64),
             "scaler_scale": torch.as_tensor(self.scaler_scale_, dtype=torch.float64),

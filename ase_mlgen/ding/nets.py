@@ -139,3 +139,27 @@ class PropertyPredictor(nn.Module):
         if self.inputs == "fractions":
             x = element_fractions(x)
         return self.head(self.body(x)).squeeze(-1)
+
+
+class PredictorEnsemble(nn.Module):
+    """Several :class:`PropertyPredictor` members for one property (e.g. one per input kind);
+    ``forward`` returns their mean, :meth:`members_forward` each member's output. Errors of
+    predictors that see the composition differently are partly independent, so the mean is
+    more accurate than either member and the members' spread is a rough uncertainty."""
+
+    def __init__(self, members: Sequence[PropertyPredictor]):
+        super().__init__()
+        if not members:
+            raise ValueError("a predictor ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(m.inputs for m in self.members)
+
+    def members_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n_members, N)`` outputs of the members."""
+        return torch.stack([m(x) for m in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.members_forward(x).mean(dim=0)

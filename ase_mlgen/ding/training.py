@@ -8,8 +8,15 @@ A run directory holds ``train.npz`` / ``val.npz`` (the compositions and properti
 
 Stages, in order: ``generator`` (the CVAE/VAE, ``epochs``), then per property ``<name>`` (the
 predictor with dropout, ``predictor_epochs``) and ``<name>_finetune`` (dropout off,
-``finetune_epochs``), as in the paper's notebooks. Each stage keeps the weights of its best
-validation epoch.
+``finetune_epochs``), as in the paper's notebooks. With a predictor ensemble
+(``predictor_input=("onehot", "fractions")``) every member has its own two stages,
+``<name>[<input>]`` and ``<name>[<input>]_finetune``. Each stage keeps the weights of its best
+validation epoch. ``early_stopping`` ends the generator stage, ``predictor_early_stopping`` a
+predictor stage, after that many epochs without validation improvement.
+
+A warm-started run (``DING.train(..., warm_start=True)``) holds ``init.pt``, the model it
+started from: its generator and the predictors of input kinds still asked for are taken over
+and their stages skipped.
 """
 from __future__ import annotations
 
@@ -99,14 +106,68 @@ def _truncate_log(rd, last_epoch: int) -> None:
             "".join(json.dumps(r) + "\n" for r in keep)), mode="w")
 
 
-def _stages(model) -> list[tuple[str, str | None, int, bool]]:
-    """``(name, property or None, epochs, dropout on)`` of each training stage."""
-    stages = [("generator", None, model.epochs, False)]
+def _stages(model) -> list[tuple[str, str | None, int, bool, int | None]]:
+    """``(name, property or None, epochs, dropout on, ensemble member or None)`` of each
+    training stage."""
+    stages = [("generator", None, model.epochs, False, None)]
     if model.predictors:
         for p in PROPERTIES:
-            stages.append((p, p, model.predictor_epochs, True))
-            stages.append((f"{p}_finetune", p, model.finetune_epochs, False))
+            members = list(enumerate(model.predictor_inputs)) if model.is_ensemble \
+                else [(None, None)]
+            for i, kind in members:
+                name = p if i is None else f"{p}[{kind}]"
+                stages.append((name, p, model.predictor_epochs, True, i))
+                stages.append((f"{name}_finetune", p, model.finetune_epochs, False, i))
     return stages
+
+
+def _predictor_states(state: dict) -> dict:
+    """``{(property, input kind): state dict}`` of every predictor in a DING model file."""
+    from ase_mlgen.ding.model import DEFAULTS, _check_predictor_input
+
+    params = {**DEFAULTS, **state["params"]}
+    kinds = _check_predictor_input(params["predictor_input"])
+    out = {}
+    for p, sd in state["predictors"].items():
+        if isinstance(kinds, str):
+            out[(p, kinds)] = sd
+            continue
+        for i, kind in enumerate(kinds):
+            prefix = f"members.{i}."
+            out[(p, kind)] = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return out
+
+
+def _warm_start(model, init_path: str, gen, preds, mean, scale) -> tuple[set, list]:
+    """Load the generator and the matching predictors of the model file ``init_path`` into
+    ``gen`` / ``preds``; returns the names of the stages they make unnecessary and the file's
+    training history."""
+    import torch
+
+    state = torch.load(init_path, map_location="cpu", weights_only=True)
+    init_mean = np.asarray(state["scaler_mean"], dtype=np.float64)
+    init_scale = np.asarray(state["scaler_scale"], dtype=np.float64)
+    if not (np.allclose(init_mean, mean, rtol=1e-9, atol=1e-12)
+            and np.allclose(init_scale, scale, rtol=1e-9, atol=1e-12)):
+        raise ValueError("warm_start: the model was trained on another training set (its "
+                         "property scalers differ); train it on the same table")
+    if bool(state["params"]["conditional"]) != model.conditional:
+        raise ValueError("warm_start: the model file is a "
+                         f"{'CVAE' if state['params']['conditional'] else 'VAE'}, these "
+                         f"settings ask for a {'CVAE' if model.conditional else 'VAE'}")
+    gen.load_state_dict(state["generator"])
+    skip = {"generator"}
+    if tuple(state["params"].get("predictor_layers", ())) != model.predictor_layers:
+        return skip, list(state.get("history", []))
+    old = _predictor_states(state)
+    for name, prop, _, _, member in _stages(model)[1:]:
+        kind = model.predictor_input if member is None else model.predictor_inputs[member]
+        if (prop, kind) not in old:
+            continue
+        net = preds[prop] if member is None else preds[prop].members[member]
+        net.load_state_dict(old[(prop, kind)])
+        skip.add(name)
+    return skip, list(state.get("history", []))
 
 
 def train_task(rd, config: dict, resume: bool) -> dict:
@@ -146,7 +207,10 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     for m in preds.values():
         m.to(dev)
     stages = _stages(model)
-    total = sum(s[2] for s in stages)
+    skip, init_history = set(), []
+    if config.get("init"):
+        skip, init_history = _warm_start(model, config["init"], gen, preds, mean, scale)
+    total = sum(s[2] for s in stages if s[0] not in skip)
 
     start_stage, start_epoch, global_epoch = 0, 0, 0
     ck = rd.load_checkpoint() if resume else None
@@ -160,8 +224,10 @@ def train_task(rd, config: dict, resume: bool) -> dict:
         torch.set_rng_state(ck["torch_rng"])
         _truncate_log(rd, global_epoch)
 
-    def stage_module(prop):
-        return gen if prop is None else preds[prop]
+    def stage_module(prop, member):
+        if prop is None:
+            return gen
+        return preds[prop] if member is None else preds[prop].members[member]
 
     def snapshot(stage_index, epoch, extra):
         return {"stage": stage_index, "epoch": epoch, "global_epoch": global_epoch,
@@ -172,11 +238,12 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     cond_tr = y_tr if model.conditional else None
     cond_va = y_va if model.conditional else None
     n = len(x_tr)
-    for si, (name, prop, n_epochs, dropout_on) in enumerate(stages):
-        if si < start_stage:
+    for si, (name, prop, n_epochs, dropout_on, member) in enumerate(stages):
+        if si < start_stage or name in skip:
             continue
-        module = stage_module(prop)
+        module = stage_module(prop, member)
         is_gen = prop is None
+        patience = model.early_stopping if is_gen else model.predictor_early_stopping
         lr = model.lr if is_gen else model.predictor_lr
         min_lr = model.min_lr if is_gen else model.predictor_min_lr
         opt = torch.optim.Adam(module.parameters(), lr=lr)
@@ -248,7 +315,7 @@ def train_task(rd, config: dict, resume: bool) -> dict:
             record["lr"] = opt.param_groups[0]["lr"]
             record["epoch_seconds"] = time.perf_counter() - t0
             rd.log(record)
-            stopped = model.early_stopping is not None and bad >= model.early_stopping
+            stopped = patience is not None and bad >= patience
             last = epoch + 1 == n_epochs or stopped
             if not last:
                 rd.save_checkpoint(snapshot(si, epoch + 1, {
@@ -269,7 +336,7 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     model.train_counts_ = train.counts
     model.train_properties_ = train.targets(PROPERTIES)
     model._latent_cache = None
-    model.history_ = rd.records()
+    model.history_ = init_history + rd.records()
     model._train_key_cache = None
     model_path = rd.path / "model.pt"
     model.save(model_path)
