@@ -285,3 +285,29 @@ def test_cli_dataset_clusters(tmp_path, capsys):
     assert connect(db).count() >= 2
     assert main(["dataset", "clusters", "--element", "Cu", "--sizes", "4", "--per-size", "1",
                  "--teacher", "nonsense", "--db", str(db)]) == 2
+
+
+def test_fast_path_flushes_subnormals_only_inside_and_keeps_energies():
+    """The fast path flushes subnormal floats (CELU of very negative pre-activations) only
+    while it runs, restores the caller's mode, and still gives the plain network's energies."""
+    from ase_mlgen.generators.random import RandomClusters
+    from ase_mlgen.nn.dart_fast import TabulatedDART, _flush_denormal_on, flushed_denormals
+
+    torch.manual_seed(1)
+    net = DARTNet().eval()          # unscaled TAD: pre-activations reach -100 and below
+    images = RandomClusters("Ga20", random_state=1).generate(30)
+    pos = torch.as_tensor(np.stack([a.positions for a in images]), dtype=torch.float32)
+    with torch.inference_mode():
+        plain = net(pos)
+    assert not _flush_denormal_on()
+    fast = TabulatedDART(net, chunk_atoms=100, threads=1)(pos)
+    assert not _flush_denormal_on()                 # restored
+    scale = float(plain.abs().max())
+    assert torch.allclose(fast, plain, atol=2e-6 * scale, rtol=0)
+    if torch.set_flush_denormal(True):              # the caller's own setting survives
+        try:
+            with flushed_denormals():
+                assert _flush_denormal_on()
+            assert _flush_denormal_on()
+        finally:
+            torch.set_flush_denormal(False)

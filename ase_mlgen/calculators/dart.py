@@ -22,6 +22,7 @@ from ase.data import atomic_numbers
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from ase_mlgen.nn.dart import DARTNet
+from ase_mlgen.nn.dart_fast import flushed_denormals
 from ase_mlgen.nn.training import (EnergyTrainer, model_file, model_from_file)
 from ase_mlgen.utils.validate import check_atoms
 
@@ -131,7 +132,7 @@ class DART(Calculator):
         dtype = self.model.tad_scale.dtype
         pos = torch.as_tensor(self.atoms.positions, dtype=dtype, device=self.device)[None]
         want_forces = "forces" in properties and self.smooth
-        with _one_thread(self.device):
+        with _one_thread(self.device), flushed_denormals():
             if want_forces:
                 pos.requires_grad_(True)
                 energies = self.model(pos)[0]
@@ -171,7 +172,7 @@ class DART(Calculator):
         out = np.zeros(len(images))
         sizes = self._check_many(images)
         dtype = self.model.tad_scale.dtype
-        with torch.inference_mode():
+        with torch.inference_mode(), flushed_denormals():
             for n, idx in sizes.items():
                 pos = torch.as_tensor(np.stack([images[k].positions for k in idx]), dtype=dtype)
                 if not torch.isfinite(pos).all():

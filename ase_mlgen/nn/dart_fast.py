@@ -30,6 +30,8 @@ for the plain forward pass (embeddings negligible in both when tabulated).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -43,6 +45,29 @@ def macs_per_atom(natoms: int, interaction_dims=(128, 256, 128, 32, 1), fast: bo
     if fast:
         return 2 * natoms * dims[1] + sum(layers[1:])
     return 3 * natoms * dims[0] + sum(layers)
+
+
+def _flush_denormal_on() -> bool:
+    """Whether this thread flushes subnormal floats to zero (a subnormal product comes out 0)."""
+    return float(torch.full((1,), 1e-30).mul_(1e-9)) == 0.0
+
+
+@contextmanager
+def flushed_denormals():
+    """Flush subnormal float32 values to zero in the calling thread while inside (x86 FTZ/DAZ;
+    nothing happens where torch cannot set it), restoring the previous mode afterwards.
+
+    The CELU of a strongly negative pre-activation, ``exp(x) − 1`` for ``x < −87``, passes
+    through a subnormal ``exp(x)``; subnormal arithmetic is many times slower on x86 (measured
+    here: CELU 3.0 against 1.6 ns per value on pre-activations of spread 100). The flushed value
+    differs from the subnormal one by less than 1.2e-38, far below the rounding of ``−1``, so the
+    energies are the same."""
+    switched = not _flush_denormal_on() and torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if switched:
+            torch.set_flush_denormal(False)
 
 
 def _activation(layer: nn.Module):
@@ -104,8 +129,15 @@ class TabulatedDART:
         # the J and K tables stacked: row u is W₁(T_J − T_K)(u), row U + u is W₁(T_K − T_L)(u)
         return (y_f - t_j, torch.cat([t_j - t_k, t_k - t_l]), t_l), inverse.reshape(tad.shape[:-1])
 
-    @torch.inference_mode()
     def __call__(self, positions: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies ``(B, N)`` in eV of ``positions (B, N, 3)`` (Å), no padding (see
+        :meth:`_evaluate`); subnormal floats are flushed to zero meanwhile
+        (:func:`flushed_denormals`)."""
+        with flushed_denormals():
+            return self._evaluate(positions)
+
+    @torch.inference_mode()
+    def _evaluate(self, positions: torch.Tensor) -> torch.Tensor:
         """Per-atom energies ``(B, N)`` in eV of ``positions (B, N, 3)`` (Å), no padding.
 
         Two passes over blocks of clusters: the first finds every atom's TAD (and keeps
@@ -139,7 +171,7 @@ class TabulatedDART:
                     return self._shells(positions[i:i + chunk], tad[i:i + chunk])
 
             def second(k):
-                with torch.inference_mode():
+                with torch.inference_mode(), flushed_denormals():
                     self._second_pass(starts[k::threads], chunk, masks[k::threads], inv, tables,
                                       out)
 
