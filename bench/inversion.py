@@ -373,10 +373,16 @@ def run_table2(args, result, path):
                "n_init": args.n_init2, "n_hops": args.n_hops2, "steps": args.steps2,
                "time_limit_s": args.time_limit2, "polish": "L-BFGS, 3 best"},
            "sets": {}}
+    # sampler: z ~ N(0, I) (the paper's) or, with --posterior2 K, z from the encoder posteriors
+    # of the K training points nearest the target (the Table 1 sampler)
+    sampling = ({"latent": "posterior", "neighbours": args.posterior2} if args.posterior2
+                else {"latent": "prior"})
+    out["sampling"] = sampling
     epochs_list = [int(v) for v in str(args.epochs2).split(",")]
     for k_size, size in enumerate(sizes):
         images, fp, e = sets[size]
         targets = [float(np.percentile(e, q)) for q in (10, 50, 90)]
+        recipe = json.loads(args.recipe2) if args.recipe2 else {}
         run_dir = RUNS / f"table2_{size}_{args.relax2}_s{args.seed}"
         if len(epochs_list) == len(sizes):  # one number of epochs per set
             epochs = epochs_list[k_size]
@@ -384,7 +390,11 @@ def run_table2(args, result, path):
             epochs = max(10, int(round(epochs_list[0] * min(sizes) / size)))
         batches = [int(v) for v in str(args.batch2).split(",")]
         batch = batches[k_size] if len(batches) == len(sizes) else batches[0]
-        recipe = json.loads(args.recipe2) if args.recipe2 else {}
+        if recipe:  # a run of its own per recipe (no resume across settings); the plain name
+            # stays that of the earlier runs without a recipe
+            tag = "_".join(f"{k}{v}" for k, v in sorted(
+                {**recipe, "epochs": epochs, "batch_size": batch}.items())).replace(".", "p")
+            run_dir = run_dir.with_name(f"{run_dir.name}_{tag}")
         t_train = time.perf_counter()
         job = FingerprintGenerator.train(fp, e, run_dir, resume=run_dir.exists(),
                                          epochs=epochs, batch_size=batch, seed=args.seed,
@@ -401,7 +411,7 @@ def run_table2(args, result, path):
         threshold = float(np.max(ref_losses) * 1.5) if ref_losses else 0.01
         rows = {}
         for q, t in zip((10, 50, 90), targets):
-            fps = gen.generate(args.n_samples2, t, seed=args.seed + q)
+            fps = gen.generate(args.n_samples2, t, seed=args.seed + q, **sampling)
             true, losses, pred = [], [], gen.predict(fps)
             for f in fps:
                 a = inv.reconstruct(f, [78] * 10)
@@ -412,7 +422,8 @@ def run_table2(args, result, path):
             err = np.abs(true - t)
             rows[f"p{q}"] = {
                 "target": t, "n": len(true), "true_energy": true, "relative_loss": losses,
-                "surrogate": pred, "mae": float(err.mean()),
+                "surrogate": pred, "surrogate_mae": float(np.abs(pred - t).mean()),
+                "mean_error": float(np.mean(true - t)), "mae": float(err.mean()),
                 "within_0.1_percent": float(100 * np.mean(err <= 0.1)),
                 "filtered_n": int(keep.sum()),
                 "filtered_mae": float(err[keep].mean()) if keep.any() else None,
@@ -423,6 +434,8 @@ def run_table2(args, result, path):
             rows[f"p{q}"]["load_average"] = os.getloadavg()
             out["sets"][str(size)] = {"n_train": len(e), "targets": targets, "epochs": epochs,
                                       "batch_size": batch, "recipe": recipe,
+                                      "run_dir": run_dir.name, "sampling": sampling,
+                                      "set_seconds": time.perf_counter() - t_train,
                                       "train_seconds": train_s,
                                       "filter_relative_loss": threshold,
                                       "filter_reference_losses": ref_losses, "rows": rows}
@@ -549,7 +562,11 @@ def main(argv=None):
                         "smallest set, scaled down by size")
     p.add_argument("--batch2", default="64", help="cVAE batch size (one, or one per set)")
     p.add_argument("--recipe2", default="",
-                   help="extra cVAE settings as JSON, e.g. '{\"balance\": true}'")
+                   help="Table 2: extra cVAE settings as JSON, e.g. the Table 1 recipe "
+                        "'{\"lr_final\": 0.2, \"weight_decay\": 0.001, \"beta\": 0.3}'")
+    p.add_argument("--posterior2", type=int, default=0,
+                   help="Table 2: sample z from the posteriors of the K training points nearest "
+                        "the target (the Table 1 sampler; 0: z ~ N(0, I), the paper's)")
     p.add_argument("--n-samples2", type=int, default=24)
     p.add_argument("--n-ref2", type=int, default=5)
     p.add_argument("--n-init2", type=int, default=10)
