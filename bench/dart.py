@@ -327,7 +327,9 @@ def main(argv=None) -> int:
 
     from ase_mlgen.utils.io import atomic_json_dump
 
-    images, sizes, energy, kinds = load_rows(args.db)
+    # the main database only when a part reads it (``--part small`` needs only --small-db)
+    needs_main = any(part != "small" for part in parts)
+    images, sizes, energy, kinds = load_rows(args.db) if needs_main else (None,) * 4
     Path(args.parts).mkdir(parents=True, exist_ok=True)
     for part in parts:
         if part == "merge":
