@@ -441,7 +441,8 @@ class DING:
         self._check_trained()
         if not self.predictors_:
             raise RuntimeError("this model was trained without predictors (predictors=False)")
-        kinds = self.predictor_inputs
+        # the trained modules' kinds (set_params may since have asked for others)
+        kinds = self.predictors_[PROPERTIES[0]].member_inputs
         counts = self._counts(compositions)
         out = np.zeros((len(kinds), len(counts), len(PROPERTIES)))
         with torch.no_grad():
@@ -450,8 +451,7 @@ class DING:
                 for j, p in enumerate(PROPERTIES):
                     net = self.predictors_[p]
                     net.eval()
-                    y = net.members_forward(x) if self.is_ensemble else net(x)[None]
-                    out[:, s:s + batch_size, j] = y.double().cpu().numpy()
+                    out[:, s:s + batch_size, j] = net.members_forward(x).double().cpu().numpy()
         out = self._unscale(out)
         return {p: {k: out[i, :, j] for i, k in enumerate(kinds)}
                 for j, p in enumerate(PROPERTIES)}
@@ -786,7 +786,7 @@ class DING:
         params = self.get_params()
         if self.predictors_:  # the trained modules' inputs (set_params may have asked for others)
             net = next(iter(self.predictors_.values()))
-            params["predictor_input"] = list(net.inputs) if hasattr(net, "members") \
+            params["predictor_input"] = list(net.inputs) if isinstance(net.inputs, tuple) \
                 else net.inputs
         ensemble = not isinstance(params["predictor_input"], str)
         return {

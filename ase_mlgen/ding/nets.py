@@ -135,6 +135,15 @@ class PropertyPredictor(nn.Module):
         self.head = nn.Linear(layers[-1], 1)
         glorot_init(self)
 
+    @property
+    def member_inputs(self) -> tuple[str, ...]:
+        """The input kind of each member: this predictor alone (see :class:`PredictorEnsemble`)."""
+        return (self.inputs,)
+
+    def members_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(1, N)``: the output as a one-member ensemble."""
+        return self(x)[None]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inputs == "fractions":
             x = element_fractions(x)
@@ -156,6 +165,11 @@ class PredictorEnsemble(nn.Module):
     @property
     def inputs(self) -> tuple[str, ...]:
         return tuple(m.inputs for m in self.members)
+
+    @property
+    def member_inputs(self) -> tuple[str, ...]:
+        """The input kind of each member."""
+        return self.inputs
 
     def members_forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(n_members, N)`` outputs of the members."""
