@@ -175,8 +175,9 @@ class DART(Calculator):
         with torch.inference_mode(), flushed_denormals():
             for n, idx in sizes.items():
                 pos = torch.as_tensor(np.stack([images[k].positions for k in idx]), dtype=dtype)
-                if not torch.isfinite(pos).all():
-                    bad = idx[int(torch.isfinite(pos).flatten(1).all(1).logical_not().nonzero()[0])]
+                finite = torch.isfinite(pos).flatten(1).all(1)
+                if not finite.all():
+                    bad = idx[int(finite.to(torch.uint8).argmin())]     # the first non-finite one
                     self._check(images[bad], what=f"image {bad}")     # raises, naming the problem
                 for start in range(0, len(idx), self.batch_size):
                     chunk = pos[start:start + self.batch_size].to(self.device)
