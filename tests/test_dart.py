@@ -146,6 +146,22 @@ def test_tabulated_fast_path_matches_the_network(shells):
         TabulatedDART(DARTNet(width=0.1))
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_fast_celu_equals_torch_celu_to_rounding(alpha):
+    """The NumPy-expm1 CELU of the fast path gives torch's CELU to an ulp, in place."""
+    from ase_mlgen.nn.dart_fast import celu_
+
+    torch.manual_seed(1)
+    h = torch.randn(300, 256) * 30          # large negative values too (exp underflows)
+    expected = torch.nn.functional.celu(h, alpha)
+    out = celu_(h, alpha)
+    assert out.data_ptr() == h.data_ptr()
+    assert torch.allclose(out, expected, rtol=2e-7, atol=2e-7)
+    assert torch.equal(out[expected > 0], expected[expected > 0])
+    g = torch.randn(4, 8, requires_grad=True)  # autograd input: torch's own kernel
+    assert torch.allclose(celu_(g.clone(), alpha), torch.nn.functional.celu(g, alpha))
+
+
 @pytest.fixture(scope="module")
 def trained(cu_images, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "dart"
