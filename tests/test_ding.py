@@ -513,3 +513,66 @@ def test_cli_train_and_generate(tmp_path, capsys):
                  "--energy-pa", "-5", "--volume-pa", "1"]) == 2
     assert "not a DING model" in capsys.readouterr().err
     assert main(["train", "ding", "--out", str(run), "--resume"]) in (0, 2)
+
+
+# -- element-substitution augmentation (issue #8) ----------------------------------------------
+def test_substitute_elements():
+    """One present element gives its count to an absent one drawn from the weights; the other
+    rows, the counts' multiset and the input tensor stay as they were."""
+    from ase_mlgen.ding.nets import counts_to_onehot, substitute_elements
+
+    rng = np.random.default_rng(0)
+    counts = np.zeros((500, comp.N_ELEMENTS), dtype=np.int64)
+    for row in counts:
+        k = rng.integers(1, 5)
+        row[rng.choice(20, size=k, replace=False)] = rng.integers(1, 11, size=k)
+    c = torch.as_tensor(counts)
+    weights = torch.zeros(comp.N_ELEMENTS)
+    weights[10:40] = 1.0                      # elements 40+ can never be drawn
+    g = torch.Generator().manual_seed(1)
+    out = substitute_elements(c, 1.0, weights, g)
+    assert torch.equal(c, torch.as_tensor(counts))            # input untouched
+    changed = (out != c).any(dim=1)
+    # a row changes unless the drawn element was already present (20 of 30 weighted ones
+    # can be): most rows change
+    assert changed.float().mean() > 0.5
+    assert torch.equal((out != c).sum(dim=1)[changed], torch.full((int(changed.sum()),), 2))
+    assert torch.equal(out.sort(dim=1).values, c.sort(dim=1).values)
+    assert torch.equal((out > 0).sum(dim=1), (c > 0).sum(dim=1))
+    gained = (out > 0) & (c == 0)
+    assert gained.sum(dim=1).max() == 1 and not gained[:, :10].any() and not gained[:, 40:].any()
+    lost = (out == 0) & (c > 0)
+    assert torch.equal(out[gained], c[lost])                  # the count moves along
+    assert torch.equal(substitute_elements(c, 0.0, weights, g), c)
+    half = (substitute_elements(c, 0.5, weights, g) != c).any(dim=1).float().mean()
+    assert 0.2 < half < changed.float().mean()
+    assert np.array_equal(counts_to_onehot(c).numpy(), comp.counts_to_vector(counts))
+    with pytest.raises(ValueError, match="probability"):
+        substitute_elements(c, 1.5, weights)
+
+
+def test_generator_substitution_and_cosine(data, tmp_path):
+    """``substitution`` changes what the generator is trained on, ``schedule="cosine"`` anneals
+    its learning rate to ``min_lr``; the defaults are the paper's."""
+    assert DING().substitution == 0.0 and DING().schedule == "plateau"
+    with pytest.raises(ValueError, match="substitution"):
+        DING(substitution=-0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        DING(schedule="step")
+    train, val, _ = data
+    opts = {**TINY, "epochs": 5, "predictors": False}
+    plain = DING(random_state=0, schedule="cosine", **opts).train(train, val,
+                                                                   run_dir=tmp_path / "a")
+    aug = DING(random_state=0, schedule="cosine", substitution=0.5, **opts).train(
+        train, val, run_dir=tmp_path / "b")
+    lrs = [r["lr"] for r in aug.history_]
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] <= 1e-7
+    w_plain = plain.generator_.out.weight.detach()
+    assert not torch.allclose(w_plain, aug.generator_.out.weight.detach())
+    assert [r["train_loss"] for r in plain.history_] != [r["train_loss"] for r in aug.history_]
+    again = DING(random_state=0, schedule="cosine", **opts).train(train, val,
+                                                                   run_dir=tmp_path / "c")
+    assert torch.equal(w_plain, again.generator_.out.weight.detach())
+    aug.save(tmp_path / "aug.pt")
+    back = DING.load(tmp_path / "aug.pt")
+    assert back.substitution == 0.5 and back.schedule == "cosine"

@@ -20,7 +20,8 @@ _HYPER = {"epochs": "epochs", "predictor_epochs": "predictor_epochs",
           "latent_dim": "latent_dim", "early_stopping": "early_stopping", "threads": "threads",
           "predictor_early_stopping": "predictor_early_stopping",
           "predictor_batch_size": "predictor_batch_size",
-          "predictor_schedule": "predictor_schedule", "predictor_input": "predictor_input"}
+          "predictor_schedule": "predictor_schedule", "predictor_input": "predictor_input",
+          "schedule": "schedule", "substitution": "substitution"}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -77,6 +78,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "the 89 atomic fractions; two kinds ('onehot fractions') train an "
                         "ensemble per property, whose mean is the prediction")
     p.add_argument("--lr", type=float, help="generator learning rate (default 1e-3)")
+    p.add_argument("--schedule", choices=("plateau", "cosine"),
+                   help="generator learning rate: x0.1 on plateaus (default, the paper's) or "
+                        "cosine annealing over --epochs")
+    p.add_argument("--substitution", type=float, metavar="P",
+                   help="generator augmentation: probability that a training composition has "
+                        "one element replaced by another, drawn anew every epoch (default 0, "
+                        "the paper's; 0.5 with --schedule cosine --epochs 80 raised test "
+                        "reconstruction from 74-81 %% to 88-90 %%, 91 %% with --latent-dim 64; "
+                        "see doc/ding.md)")
     p.add_argument("--latent-dim", type=int, help="latent dimension (default 32)")
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="end the generator stage after this many epochs without validation "

@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "lr_factor": 0.1,
     "lr_patience": 5,
     "min_lr": 1e-8,
+    "schedule": "plateau",
+    "substitution": 0.0,
     "early_stopping": None,
     "predictor_early_stopping": None,
     "predictors": True,
@@ -201,7 +203,8 @@ class DING:
                  decoder_layers: Sequence[int] = (128, 256, 512), recon_weight: float = 10.0,
                  kl_weight: float = 0.05, epochs: int = 150, batch_size: int = 256,
                  lr: float = 1e-3, lr_factor: float = 0.1, lr_patience: int = 5,
-                 min_lr: float = 1e-8, early_stopping: int | None = None,
+                 min_lr: float = 1e-8, schedule: str = "plateau", substitution: float = 0.0,
+                 early_stopping: int | None = None,
                  predictor_early_stopping: int | None = None, predictors: bool = True,
                  predictor_layers: Sequence[int] = (1024, 1024, 1024, 512, 128, 64, 32),
                  predictor_dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
@@ -223,6 +226,14 @@ class DING:
         self.lr_factor = float(lr_factor)
         self.lr_patience = int(lr_patience)
         self.min_lr = float(min_lr)
+        if schedule not in ("plateau", "cosine"):
+            raise ValueError(f"schedule must be 'plateau' (the paper's) or 'cosine', not "
+                             f"{schedule!r}")
+        self.schedule = schedule
+        if not 0.0 <= float(substitution) <= 1.0:
+            raise ValueError(f"substitution is a probability per training composition and "
+                             f"must lie in [0, 1], got {substitution}")
+        self.substitution = float(substitution)
         self.early_stopping = None if early_stopping is None else int(early_stopping)
         self.predictor_early_stopping = None if predictor_early_stopping is None \
             else int(predictor_early_stopping)

@@ -12,7 +12,10 @@ predictor with dropout, ``predictor_epochs``) and ``<name>_finetune`` (dropout o
 (``predictor_input=("onehot", "fractions")``) every member has its own two stages,
 ``<name>[<input>]`` and ``<name>[<input>]_finetune``. Each stage keeps the weights of its best
 validation epoch. ``early_stopping`` ends the generator stage, ``predictor_early_stopping`` a
-predictor stage, after that many epochs without validation improvement.
+predictor stage, after that many epochs without validation improvement. ``substitution > 0``
+trains the generator on element-substituted compositions
+(:func:`~ase_mlgen.ding.nets.substitute_elements`), drawn anew every epoch;
+``schedule="cosine"`` anneals its learning rate to ``min_lr`` over ``epochs``.
 
 A warm-started run (``DING.train(..., warm_start=True)``) holds ``init.pt``, the model it
 started from: its generator and the predictors of input kinds still asked for are taken over
@@ -175,7 +178,7 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     import torch
 
     from ase_mlgen.ding.model import DING
-    from ase_mlgen.ding.nets import vae_loss
+    from ase_mlgen.ding.nets import counts_to_onehot, substitute_elements, vae_loss
 
     params = dict(config["params"])
     model = DING(params.pop("conditional"), **params)
@@ -201,6 +204,11 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     x_tr, y_tr = tensors(train)
     x_va, y_va = tensors(val) if val is not None else (None, None)
     counts_va = None if val is None else torch.as_tensor(val.counts, device=dev)
+    # element-substitution augmentation of the generator (substitution > 0): the counts stay on
+    # the CPU, where the shuffling generator draws the substitutions, so that a resumed run
+    # draws the same ones
+    counts_tr = torch.as_tensor(train.counts)
+    element_weights = (counts_tr > 0).sum(dim=0).double()
 
     gen, preds = model._build()
     gen.to(dev)
@@ -247,8 +255,8 @@ def train_task(rd, config: dict, resume: bool) -> dict:
         lr = model.lr if is_gen else model.predictor_lr
         min_lr = model.min_lr if is_gen else model.predictor_min_lr
         opt = torch.optim.Adam(module.parameters(), lr=lr)
-        cosine = not is_gen and model.predictor_schedule == "cosine"
-        if cosine:  # anneal to predictor_min_lr over the stage's epochs
+        cosine = model.schedule == "cosine" if is_gen else model.predictor_schedule == "cosine"
+        if cosine:  # anneal to min_lr (predictor_min_lr) over the stage's epochs
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1),
                                                                eta_min=min_lr)
         else:       # the paper's: × lr_factor after lr_patience epochs without improvement
@@ -275,6 +283,10 @@ def train_task(rd, config: dict, resume: bool) -> dict:
             for s in range(0, n, bs):
                 idx = perm[s:s + bs]
                 xb = x_tr[idx]
+                if is_gen and model.substitution > 0:
+                    xb = counts_to_onehot(substitute_elements(
+                        counts_tr[idx.cpu()], model.substitution, element_weights,
+                        shuffle)).to(dev)
                 if is_gen:
                     logits, mu, lv = gen(xb, None if cond_tr is None else cond_tr[idx])
                     loss, rec, kl = vae_loss(logits, xb, mu, lv, model.recon_weight,
