@@ -523,6 +523,9 @@ def references(args, runs: dict) -> dict:
             if rep.get("best_energy") is not None:
                 sources[f"search_runs/{path.name}"] = {"energy": rep["best_energy"],
                                                       "relaxations": rep["relaxations"]}
+        for key, r in reference_runs(n).items():
+            sources[f"ga_reference {key}"] = {"energy": r["best_energy"],
+                                              "relaxations": r["relaxations"]}
         for (label, system), reps in runs.items():
             if system != f"Ga{n}":
                 continue
@@ -601,6 +604,15 @@ def table1_report(args, runs: dict, refs: dict) -> dict:
     return out
 
 
+def reference_runs(n_atoms: int) -> dict:
+    """The long searches of ``bench/ga_reference.py`` kept in ``PARTS/ga_reference.json``
+    (``{"bh/seed0/budget300": run, ...}``), if any."""
+    path = PARTS / "ga_reference.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())["sizes"].get(f"Ga{n_atoms}", {}).get("runs", {})
+
+
 def search_benchmark_runs(n_atoms: int, method: str) -> list[dict]:
     """Runs of ``bench/search.py`` (``search_runs/GaN_METHOD_SEED.json``) in this script's run
     format (history, best energy, calls; no minima)."""
@@ -634,6 +646,12 @@ def race_report(args, runs: dict, refs: dict) -> dict:
             if bench:
                 mine["bh"] = bench
                 row["bh_from"] = "bench/results/search_runs"
+        long_runs = [{"method": "bh", "seed": int(key.split("/seed")[1].split("/")[0]),
+                      "budget": r["relaxations"], "report": r, "minima": [],
+                      "load_before": r.get("load_average") or [float("nan")] * 3}
+                     for key, r in reference_runs(n).items() if key.startswith("bh/")]
+        if long_runs:
+            mine["bh long (ga_reference)"] = long_runs
         for label, reps in sorted(mine.items()):
             if label == "random":
                 continue

@@ -224,6 +224,29 @@ def test_search_generator_screens_lowest_first_and_reseeds_from_minima():
         SearchMeGen(MeGen(random_state=0), 8, seeds=seeds, screen=4)
 
 
+def test_search_generator_pool_merges_one_basin_split_by_the_angle_cutoff():
+    """One basin relaxed twice, a bond on either side of the 3.1 Å angle cut-off: the paper's
+    criterion calls the two distinct, the seed pool keeps one of them."""
+    from ase_mlgen.generators.megen import SearchMeGen
+    from ase_mlgen.generators.megen.duplicates import NEIGHBOUR_CUTOFF
+
+    a = _cluster(13)
+    d = a.get_all_distances()
+    i, j = np.unravel_index(np.argmin(np.abs(d - NEIGHBOUR_CUTOFF) + np.eye(13) * 9), d.shape)
+    a.positions *= (NEIGHBOUR_CUTOFF - 0.005) / d[i, j]           # bond i-j just inside
+    b = a.copy()
+    b.positions[j] += 0.01 * (a.positions[j] - a.positions[i]) / (NEIGHBOUR_CUTOFF - 0.005)
+    assert not same_by_distances_and_angles(a, b)                 # split by the cut-off
+    gen = SearchMeGen(MeGen(random_state=0), 13, seeds=[a[:12]], reseed="both")
+    gen.observe(a, -10.0)
+    gen.observe(b, -10.005)
+    assert len(gen.minima) == 1
+    c = a.copy()
+    c.positions[0] += [0.6, 0.0, 0.0]                              # another basin
+    gen.observe(c, -10.01)
+    assert len(gen.minima) == 2
+
+
 # -- duplicates ----------------------------------------------------------------------------
 def test_duplicates_paper_and_fingerprint():
     a = _cluster(13)

@@ -449,17 +449,29 @@ class SearchMeGen:
         """Report a relaxed ``N``-atom minimum (eV) found by the search."""
         if len(atoms) != self.n_atoms:
             return
-        filt = DuplicateFilter("paper", energy_tol=0.02)
-        for e, m in self.minima:
-            m.info["energy"] = e
-            filt.add(m)
         a = atoms.copy()
         a.calc = None
         a.info = {"energy": float(energy)}
-        if filt.add(a):
+        if self._new_basin(a):
             self.minima.append((float(energy), a))
             self.minima.sort(key=lambda t: t[0])
             self.minima = self.minima[:4 * self.keep]
+
+    def _new_basin(self, atoms: Atoms) -> bool:
+        """Is the relaxed ``atoms`` a basin not yet in the pool? The paper's criterion alone is
+        not enough here: its angle test compares the neighbour angles under a hard 3.1 Å cut-off,
+        and one basin relaxed twice to fmax 0.05 often has a bond on either side of it (Ga20:
+        eight "distinct" paper isomers within 5 meV, all with identical radial fingerprints),
+        which filled the pool with copies of one minimum. A minimum within 0.02 eV of a kept one
+        with the same radial fingerprint is the same basin as well."""
+        for method in ("paper", "fingerprint"):
+            filt = DuplicateFilter(method, energy_tol=0.02)
+            for e, m in self.minima:
+                m.info["energy"] = e
+                filt.add(m)
+            if filt.index_of(atoms) is not None:
+                return False
+        return True
 
     def _low_minima(self) -> list[tuple[float, Atoms]]:
         if not self.minima:
