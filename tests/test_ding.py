@@ -519,7 +519,7 @@ def test_cli_train_and_generate(tmp_path, capsys):
 def test_substitute_elements():
     """One present element gives its count to an absent one drawn from the weights; the other
     rows, the counts' multiset and the input tensor stay as they were."""
-    from ase_mlgen.ding.nets import counts_to_onehot, substitute_elements
+    from ase_mlgen.ding.nets import substitute_elements
 
     rng = np.random.default_rng(0)
     counts = np.zeros((500, comp.N_ELEMENTS), dtype=np.int64)
@@ -546,7 +546,6 @@ def test_substitute_elements():
     assert torch.equal(substitute_elements(c, 0.0, weights, g), c)
     half = (substitute_elements(c, 0.5, weights, g) != c).any(dim=1).float().mean()
     assert 0.2 < half < changed.float().mean()
-    assert np.array_equal(counts_to_onehot(c).numpy(), comp.counts_to_vector(counts))
     with pytest.raises(ValueError, match="probability"):
         substitute_elements(c, 1.5, weights)
 

@@ -436,11 +436,11 @@ class DING:
         ``std`` being the members' spread (population standard deviation, same units; zero
         for a single predictor), a rough uncertainty."""
         members = self.predict_members(compositions, batch_size)
-        mean = {p: np.mean(np.stack(list(members[p].values())), axis=0) for p in PROPERTIES}
+        stacked = {p: np.stack(list(members[p].values())) for p in PROPERTIES}
+        mean = {p: v.mean(axis=0) for p, v in stacked.items()}
         if not return_std:
             return mean
-        std = {p: np.std(np.stack(list(members[p].values())), axis=0) for p in PROPERTIES}
-        return mean, std
+        return mean, {p: v.std(axis=0) for p, v in stacked.items()}
 
     def predict_members(self, compositions, batch_size: int = 4096
                         ) -> dict[str, dict[str, np.ndarray]]:

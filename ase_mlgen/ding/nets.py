@@ -137,11 +137,6 @@ def substitute_elements(counts: torch.Tensor, probability: float, weights: torch
     return counts
 
 
-def counts_to_onehot(counts: torch.Tensor) -> torch.Tensor:
-    """One-hot composition vectors ``(N, 979)`` (float32) of counts ``(N, 89)``."""
-    return nn.functional.one_hot(counts.long(), N_LEVELS).reshape(len(counts), -1).float()
-
-
 PREDICTOR_INPUTS = ("onehot", "fractions")
 
 

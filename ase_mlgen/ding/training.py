@@ -178,7 +178,8 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     import torch
 
     from ase_mlgen.ding.model import DING
-    from ase_mlgen.ding.nets import counts_to_onehot, substitute_elements, vae_loss
+    from ase_mlgen.ding.composition import counts_to_vector
+    from ase_mlgen.ding.nets import substitute_elements, vae_loss
 
     params = dict(config["params"])
     model = DING(params.pop("conditional"), **params)
@@ -284,9 +285,9 @@ def train_task(rd, config: dict, resume: bool) -> dict:
                 idx = perm[s:s + bs]
                 xb = x_tr[idx]
                 if is_gen and model.substitution > 0:
-                    xb = counts_to_onehot(substitute_elements(
+                    xb = torch.as_tensor(counts_to_vector(substitute_elements(
                         counts_tr[idx.cpu()], model.substitution, element_weights,
-                        shuffle)).to(dev)
+                        shuffle).numpy()), device=dev)
                 if is_gen:
                     logits, mu, lv = gen(xb, None if cond_tr is None else cond_tr[idx])
                     loss, rec, kl = vae_loss(logits, xb, mu, lv, model.recon_weight,
