@@ -215,7 +215,8 @@ class TabulatedDART:
     def _shells(self, pos: torch.Tensor, tad_out: torch.Tensor):
         """Write the TAD ``(b, n, 3)`` into ``tad_out``; return the shell matrices with the atom
         itself included: ``[A_J | A_K]`` (bool ``(b, n, 2n)``: closer than the J and K radii),
-        ``A_L`` (or None when every pair is inside the outer radius)."""
+        the number of true entries in each of its rows (``(b·n,)``: the atom's bag size in
+        :meth:`_energies`), and ``A_L`` (or None when every pair is inside the outer radius)."""
         shells = self.net.tad.shells
         n = pos.shape[1]
         # squared distances with the same operations, in the same order, as the plain model's
@@ -240,7 +241,7 @@ class TabulatedDART:
         else:
             n_l = n - inner[..., 1]
         tad_out.copy_(torch.stack([n_j, n_k, n_l], dim=-1))
-        return jk, outer
+        return jk, inner.sum(-1).view(-1).long(), outer
 
     def _energies(self, masks, inv: torch.Tensor, tables) -> torch.Tensor:
         """Per-atom energies ``(b, n)`` of one block of clusters from its shell masks and table
@@ -254,7 +255,7 @@ class TabulatedDART:
         gathered ``2n × 256`` neighbour matrix.
         """
         net = self.net
-        jk, outer = masks
+        jk, counts, outer = masks
         b, n = inv.shape
         t0, t_jk_kl, t_l = tables
         flat = inv.reshape(-1)
@@ -262,7 +263,6 @@ class TabulatedDART:
         # row of every (atom, neighbour) pair: J part from the first table half, K from the second
         src = torch.cat([inv, inv + len(t_l)], dim=-1)[:, None, :].expand(b, n, 2 * n)
         rows = torch.masked_select(src, jk)
-        counts = jk.view(b * n, 2 * n).sum(-1)
         offsets = torch.zeros_like(counts)
         torch.cumsum(counts[:-1], 0, out=offsets[1:])
         y += F.embedding_bag(rows, t_jk_kl, offsets, mode="sum")
