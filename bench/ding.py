@@ -31,7 +31,10 @@ R² (``DING.predict_members``) beside the ensemble's and the members' spread. ``
 MODEL`` starts that run from a trained DING file (``DING.train(warm_start=True)``): its
 generator and its one-hot predictors are kept, only the new members are trained.
 ``--early-stopping`` applies to the generator, ``--predictor-early-stopping`` to the predictor
-stages.
+stages. ``--schedule``, ``--substitution`` and ``--latent-dim`` set the generator's recipe (the
+paper's: plateau, 0, 32); the issue-#8 recipe is ``--substitution 0.5 --schedule cosine
+--latent-dim 64 --epochs 150`` (``doc/ding.md``). A runs folder holds one recipe: give each
+recipe its own ``--runs`` (finished runs there are reused).
 """
 from __future__ import annotations
 
@@ -64,6 +67,21 @@ def _write(results: dict, path: Path) -> None:
     atomic_json_dump(results, path)
 
 
+def _check_same_recipe(run: Path, kw: dict) -> None:
+    """Refuse to reuse or resume a run folder trained with other settings than ``kw``."""
+    config = run / "config.json"
+    if not config.is_file():
+        return
+    params = json.loads(config.read_text()).get("params", {})
+    ignore = {"threads", "device", "predictor_dropout", "predictor_input"}
+    differ = {k: (params[k], v) for k, v in kw.items()
+              if k in params and k not in ignore and params[k] != v
+              and not (isinstance(v, (list, tuple)) and list(params[k]) == list(v))}
+    if differ:
+        raise SystemExit(f"{run} was trained with other settings ({differ}, as "
+                         f"run: requested); give this recipe its own --runs folder")
+
+
 def _train_all(specs, train, val, args) -> dict:
     """Train several models at once, each as a background job with one CPU thread (a finished
     run is reused, an interrupted one resumed, a running one waited for); returns
@@ -78,6 +96,19 @@ def _train_all(specs, train, val, args) -> dict:
         if predictors and inputs != ["onehot"]:
             run = run.with_name(run.name + "_" + "_".join(inputs))
         rd = RunDirectory(run)
+        kw = dict(conditional=(kind == "cvae"), epochs=args.epochs,
+                  predictors=predictors, predictor_epochs=args.predictor_epochs,
+                  finetune_epochs=args.finetune_epochs,
+                  predictor_batch_size=args.predictor_batch_size,
+                  early_stopping=args.early_stopping, schedule=args.schedule,
+                  substitution=args.substitution, latent_dim=args.latent_dim,
+                  predictor_early_stopping=args.predictor_early_stopping, random_state=seed,
+                  predictor_schedule=args.predictor_schedule,
+                  predictor_input=inputs[0] if len(inputs) == 1 else tuple(inputs),
+                  **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
+                     if args.predictor_dropout else {}),
+                  threads=args.threads, device=args.device)
+        _check_same_recipe(run, kw)
         t0 = time.perf_counter()
         if (run / "model.pt").is_file() and rd.state() == "done":
             print(f"[ding bench] reusing {run}", flush=True)
@@ -87,17 +118,6 @@ def _train_all(specs, train, val, args) -> dict:
             print(f"[ding bench] waiting for the running {run}", flush=True)
             jobs[(kind, seed)] = (Job(run), t0)
             continue
-        kw = dict(conditional=(kind == "cvae"), epochs=args.epochs,
-                  predictors=predictors, predictor_epochs=args.predictor_epochs,
-                  finetune_epochs=args.finetune_epochs,
-                  predictor_batch_size=args.predictor_batch_size,
-                  early_stopping=args.early_stopping,
-                  predictor_early_stopping=args.predictor_early_stopping, random_state=seed,
-                  predictor_schedule=args.predictor_schedule,
-                  predictor_input=inputs[0] if len(inputs) == 1 else tuple(inputs),
-                  **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
-                     if args.predictor_dropout else {}),
-                  threads=args.threads, device=args.device)
         warm = bool(args.warm_start) and predictors
         model = DING.load(args.warm_start, device="cpu").set_params(**kw) if warm \
             else DING(**kw)
@@ -168,6 +188,14 @@ def main(argv=None) -> int:
     parser.add_argument("--predictor-dropout", type=float, nargs=3, default=None,
                         metavar=("D2", "D3", "D4"),
                         help="predictor dropout after layers 2-4 (paper: 0.7 0.7 0.5)")
+    parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                        help="generator learning-rate schedule (paper: plateau)")
+    parser.add_argument("--substitution", type=float, default=0.0, metavar="P",
+                        help="generator element-substitution augmentation per composition "
+                             "(paper: 0)")
+    parser.add_argument("--latent-dim", type=int, default=32, help="latent size (paper: 32)")
+    parser.add_argument("--name", default=None,
+                        help="stem of the JSON and PNG written (default: ding[_inputs])")
     parser.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
                         default="plateau")
     parser.add_argument("--predictor-input", choices=("onehot", "fractions"), nargs="+",
@@ -208,7 +236,7 @@ def main(argv=None) -> int:
         args.out = args.runs  # smoke-test results stay out of bench/results
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = "ding" + ("_quick" if args.quick else "") + (
+    name = args.name or "ding" + ("_quick" if args.quick else "") + (
         "" if args.predictor_input == ["onehot"] else "_" + "_".join(args.predictor_input))
     json_path = out / f"{name}.json"
     png_path = out / f"{name}_properties.png"
@@ -230,6 +258,8 @@ def main(argv=None) -> int:
                   "generator_batch_size": 256,
                   "predictor_batch_size": args.predictor_batch_size,
                   "early_stopping": args.early_stopping,
+                  "generator_schedule": args.schedule, "substitution": args.substitution,
+                  "latent_dim": args.latent_dim,
                   "predictor_early_stopping": args.predictor_early_stopping,
                   "warm_start": args.warm_start, "torch_threads": args.threads,
                   "predictor_dropout": args.predictor_dropout or [0.7, 0.7, 0.5],
