@@ -102,6 +102,8 @@ def _train_all(specs, train, val, args) -> dict:
                   predictor_batch_size=args.predictor_batch_size,
                   early_stopping=args.early_stopping, schedule=args.schedule,
                   substitution=args.substitution, latent_dim=args.latent_dim,
+                  substitution_labels=(args.substitution_labels if kind == "cvae"
+                                       else "original"),
                   predictor_early_stopping=args.predictor_early_stopping, random_state=seed,
                   predictor_schedule=args.predictor_schedule,
                   predictor_input=inputs[0] if len(inputs) == 1 else tuple(inputs),
@@ -193,6 +195,11 @@ def main(argv=None) -> int:
     parser.add_argument("--substitution", type=float, default=0.0, metavar="P",
                         help="generator element-substitution augmentation per composition "
                              "(paper: 0)")
+    parser.add_argument("--substitution-labels", choices=("original", "predicted"),
+                        default="original",
+                        help="condition substituted CVAE compositions on the original's "
+                             "properties or on the predictors' values (predictors trained "
+                             "first, in every seed's CVAE: slower)")
     parser.add_argument("--latent-dim", type=int, default=32, help="latent size (paper: 32)")
     parser.add_argument("--name", default=None,
                         help="stem of the JSON and PNG written (default: ding[_inputs])")
@@ -259,6 +266,7 @@ def main(argv=None) -> int:
                   "predictor_batch_size": args.predictor_batch_size,
                   "early_stopping": args.early_stopping,
                   "generator_schedule": args.schedule, "substitution": args.substitution,
+                  "substitution_labels": args.substitution_labels,
                   "latent_dim": args.latent_dim,
                   "predictor_early_stopping": args.predictor_early_stopping,
                   "warm_start": args.warm_start, "torch_threads": args.threads,
@@ -291,7 +299,9 @@ def main(argv=None) -> int:
     timings = {}
 
     def train_seed(seed):
-        specs = [("cvae", seed, seed == 0), ("vae", seed, False)]
+        # predicted substitution labels need the CVAE's own predictors, in every seed
+        specs = [("cvae", seed, seed == 0 or args.substitution_labels == "predicted"),
+                 ("vae", seed, False)]
         trained = _train_all(specs, train, val, args)
         for kind in ("cvae", "vae"):
             model, seconds = trained[(kind, seed)]

@@ -575,3 +575,56 @@ def test_generator_substitution_and_cosine(data, tmp_path):
     aug.save(tmp_path / "aug.pt")
     back = DING.load(tmp_path / "aug.pt")
     assert back.substitution == 0.5 and back.schedule == "cosine"
+
+
+def test_substitution_labels_predicted(data, trained, tmp_path):
+    """``substitution_labels="predicted"``: predictors first, then the generator on substituted
+    variants conditioned on the predictors' values (the true properties where a substitution
+    attempt changed nothing); bad settings are refused."""
+    from ase_mlgen.data.oqmd import PROPERTIES
+    from ase_mlgen.ding.composition import counts_to_vector
+    from ase_mlgen.ding.training import _labelled_substitutions
+
+    assert DING().substitution_labels == "original"
+    with pytest.raises(ValueError, match="substitution_labels"):
+        DING(substitution_labels="guessed")
+    with pytest.raises(ValueError, match="predictors=True"):
+        DING(substitution_labels="predicted", predictors=False)
+    with pytest.raises(ValueError, match="conditional"):
+        DING(False, substitution_labels="predicted")
+
+    model, _ = trained
+    train, val, _ = data
+    counts = torch.as_tensor(train.counts)
+    weights = (counts > 0).sum(dim=0).double()
+    y = (train.targets(PROPERTIES) - model.scaler_mean_) / model.scaler_scale_
+    pool, labels = _labelled_substitutions(counts, weights, model.predictors_, y, 7, "cpu",
+                                           n_variants=3)
+    assert pool.shape == (len(counts), 3, counts.shape[1]) and labels.shape == (len(counts), 3, 3)
+    same = (pool == counts[:, None, :]).all(dim=2)
+    assert 0 < same.float().mean() < 0.5
+    assert torch.allclose(labels[same], torch.as_tensor(y, dtype=labels.dtype)[:, None, :]
+                          .expand_as(labels)[same])
+    i, k = map(int, (~same).nonzero()[0])
+    with torch.no_grad():
+        x = torch.as_tensor(counts_to_vector(pool[i, k][None].numpy()))
+        want = torch.stack([model.predictors_[p](x) for p in PROPERTIES], dim=1)[0]
+    assert torch.allclose(labels[i, k], want, atol=1e-5)
+    again = _labelled_substitutions(counts, weights, model.predictors_, y, 7, "cpu",
+                                    n_variants=3)
+    assert torch.equal(pool, again[0])                  # drawn from the seed alone (resume)
+
+    opts = {**TINY, "epochs": 3}
+    relabelled = DING(random_state=0, substitution=0.5, substitution_labels="predicted",
+                      **opts).train(train, val, run_dir=tmp_path / "r")
+    stages = [r["stage"] for r in relabelled.history_]
+    assert stages[-1] == "generator" and stages[0] != "generator"
+    assert stages.count("generator") == 3
+    original = DING(random_state=0, substitution=0.5, **opts).train(train, val,
+                                                                     run_dir=tmp_path / "o")
+    assert not torch.allclose(original.generator_.out.weight.detach(),
+                              relabelled.generator_.out.weight.detach())
+    relabelled.save(tmp_path / "r.pt")
+    assert DING.load(tmp_path / "r.pt").substitution_labels == "predicted"
+    assert len(relabelled.generate(5, delta_e=-1.0, energy_pa=-5.0, volume_pa=15.0,
+                                   random_state=0)) > 0

@@ -21,7 +21,8 @@ _HYPER = {"epochs": "epochs", "predictor_epochs": "predictor_epochs",
           "predictor_early_stopping": "predictor_early_stopping",
           "predictor_batch_size": "predictor_batch_size",
           "predictor_schedule": "predictor_schedule", "predictor_input": "predictor_input",
-          "schedule": "schedule", "substitution": "substitution"}
+          "schedule": "schedule", "substitution": "substitution",
+          "substitution_labels": "substitution_labels"}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -87,6 +88,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "the paper's; 0.5 with --schedule cosine --epochs 80 raised test "
                         "reconstruction from 74-81 %% to 88-90 %%, 91 %% with --latent-dim 64; "
                         "see doc/ding.md)")
+    p.add_argument("--substitution-labels", choices=("original", "predicted"),
+                   help="condition a substituted composition on its original's properties "
+                        "(default) or on what the predictors, then trained first, give it; "
+                        "'predicted' keeps the conditions' grip on generation (doc/ding.md)")
     p.add_argument("--latent-dim", type=int, help="latent dimension (default 32)")
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="end the generator stage after this many epochs without validation "

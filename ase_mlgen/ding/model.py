@@ -34,6 +34,10 @@ from ase_mlgen.ding import composition as comp
 FORMAT = "ase_mlgen.ding"
 FORMAT_VERSION = 2  # 2: predictor ensembles (files without one are still written as 1)
 
+#: how a substituted training composition is conditioned: on its original's properties, or on
+#: what the (first trained) predictors give the substituted composition
+SUBSTITUTION_LABELS = ("original", "predicted")
+
 #: hyper-parameters and their defaults (the paper's settings; see the module docstring)
 DEFAULTS: dict[str, Any] = {
     "conditional": True,
@@ -50,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "min_lr": 1e-8,
     "schedule": "plateau",
     "substitution": 0.0,
+    "substitution_labels": "original",
     "early_stopping": None,
     "predictor_early_stopping": None,
     "predictors": True,
@@ -204,7 +209,7 @@ class DING:
                  kl_weight: float = 0.05, epochs: int = 150, batch_size: int = 256,
                  lr: float = 1e-3, lr_factor: float = 0.1, lr_patience: int = 5,
                  min_lr: float = 1e-8, schedule: str = "plateau", substitution: float = 0.0,
-                 early_stopping: int | None = None,
+                 substitution_labels: str = "original", early_stopping: int | None = None,
                  predictor_early_stopping: int | None = None, predictors: bool = True,
                  predictor_layers: Sequence[int] = (1024, 1024, 1024, 512, 128, 64, 32),
                  predictor_dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
@@ -234,6 +239,10 @@ class DING:
             raise ValueError(f"substitution is a probability per training composition and "
                              f"must lie in [0, 1], got {substitution}")
         self.substitution = float(substitution)
+        if substitution_labels not in SUBSTITUTION_LABELS:
+            raise ValueError(f"substitution_labels must be one of {SUBSTITUTION_LABELS}, not "
+                             f"{substitution_labels!r}")
+        self.substitution_labels = substitution_labels
         self.early_stopping = None if early_stopping is None else int(early_stopping)
         self.predictor_early_stopping = None if predictor_early_stopping is None \
             else int(predictor_early_stopping)
@@ -258,6 +267,10 @@ class DING:
             raise ValueError("epoch counts must be non-negative")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+        if self.substitution_labels == "predicted" and not (self.predictors and self.conditional):
+            raise ValueError("substitution_labels='predicted' conditions substituted "
+                             "compositions on the predictors' values: it needs a conditional "
+                             "model with predictors=True")
 
     # -- parameters ------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:

@@ -14,7 +14,11 @@ predictor with dropout, ``predictor_epochs``) and ``<name>_finetune`` (dropout o
 validation epoch. ``early_stopping`` ends the generator stage, ``predictor_early_stopping`` a
 predictor stage, after that many epochs without validation improvement. ``substitution > 0``
 trains the generator on element-substituted compositions
-(:func:`~ase_mlgen.ding.nets.substitute_elements`), drawn anew every epoch;
+(:func:`~ase_mlgen.ding.nets.substitute_elements`), drawn anew every epoch, conditioned on the
+original composition's properties; with ``substitution_labels="predicted"`` the predictor
+stages come first, four substituted variants of every training composition are drawn and
+labelled once by the trained predictors, and each epoch a composition is replaced by one of
+its variants (probability ``substitution``) under the variant's predicted properties;
 ``schedule="cosine"`` anneals its learning rate to ``min_lr`` over ``epochs``.
 
 A warm-started run (``DING.train(..., warm_start=True)``) holds ``init.pt``, the model it
@@ -113,6 +117,9 @@ def _stages(model) -> list[tuple[str, str | None, int, bool, int | None]]:
     """``(name, property or None, epochs, dropout on, ensemble member or None)`` of each
     training stage."""
     stages = [("generator", None, model.epochs, False, None)]
+    generator_last = model.substitution_labels == "predicted"
+    if generator_last:  # the predictors label the substituted compositions: train them first
+        stages = []
     if model.predictors:
         for p in PROPERTIES:
             members = list(enumerate(model.predictor_inputs)) if model.is_ensemble \
@@ -121,7 +128,43 @@ def _stages(model) -> list[tuple[str, str | None, int, bool, int | None]]:
                 name = p if i is None else f"{p}[{kind}]"
                 stages.append((name, p, model.predictor_epochs, True, i))
                 stages.append((f"{name}_finetune", p, model.finetune_epochs, False, i))
+    if generator_last:
+        stages.append(("generator", None, model.epochs, False, None))
     return stages
+
+
+#: substituted variants drawn per training composition for ``substitution_labels="predicted"``
+LABELLED_VARIANTS = 4
+
+
+def _labelled_substitutions(counts, weights, preds, y_scaled, seed: int, dev,
+                            n_variants: int = LABELLED_VARIANTS, chunk: int = 4096):
+    """Substituted variants ``(N, K, 89)`` of the training counts (each a substitution
+    attempt, :func:`~ase_mlgen.ding.nets.substitute_elements` with probability 1) and their
+    conditions ``(N, K, 3)`` in scaled units: the trained predictors' values for a changed
+    composition, the true (scaled) properties where the attempt left the composition as it
+    was. Drawn from ``seed`` alone, so that a resumed run gets the same pool."""
+    import torch
+
+    from ase_mlgen.ding.composition import counts_to_vector
+    from ase_mlgen.ding.nets import substitute_elements
+
+    gen = torch.Generator().manual_seed(seed)
+    pool = torch.stack([substitute_elements(counts, 1.0, weights, gen)
+                        for _ in range(n_variants)], dim=1)
+    flat = pool.reshape(-1, counts.shape[1])
+    labels = []
+    for m in preds.values():
+        m.eval()
+    with torch.no_grad():
+        for s in range(0, len(flat), chunk):
+            x = torch.as_tensor(counts_to_vector(flat[s:s + chunk].numpy()), device=dev)
+            labels.append(torch.stack([preds[p](x) for p in PROPERTIES], dim=1).cpu())
+    labels = torch.cat(labels).reshape(len(counts), n_variants, len(PROPERTIES))
+    unchanged = (pool == counts[:, None, :]).all(dim=2)
+    true = torch.as_tensor(y_scaled, dtype=labels.dtype)[:, None, :].expand_as(labels)
+    labels[unchanged] = true[unchanged]
+    return pool, labels
 
 
 def _predictor_states(state: dict) -> dict:
@@ -274,6 +317,11 @@ def train_task(rd, config: dict, resume: bool) -> dict:
             best_state = ck["best_state"]
             shuffle.set_state(ck["shuffle_rng"])
         j = None if prop is None else PROPERTIES.index(prop)
+        relabel = is_gen and model.substitution > 0 and model.substitution_labels == "predicted"
+        if relabel:
+            pool_counts, pool_cond = _labelled_substitutions(
+                counts_tr, element_weights, preds, y_tr.cpu().numpy(), seed * 1000 + 999, dev)
+            pool_cond = pool_cond.to(dev)
         bs = model.batch_size if is_gen else model.predictor_batch_size
         stopped = False
         for epoch in range(e0, n_epochs):
@@ -284,12 +332,22 @@ def train_task(rd, config: dict, resume: bool) -> dict:
             for s in range(0, n, bs):
                 idx = perm[s:s + bs]
                 xb = x_tr[idx]
-                if is_gen and model.substitution > 0:
+                cb = None if cond_tr is None else cond_tr[idx]
+                if relabel:   # a substituted variant, conditioned on its predicted properties
+                    rows = idx.cpu()
+                    sel = torch.rand(len(rows), generator=shuffle) < model.substitution
+                    k = torch.randint(LABELLED_VARIANTS, (len(rows),), generator=shuffle)
+                    counts_b = counts_tr[rows].clone()
+                    counts_b[sel] = pool_counts[rows[sel], k[sel]]
+                    xb = torch.as_tensor(counts_to_vector(counts_b.numpy()), device=dev)
+                    cb = cb.clone()
+                    cb[sel.to(dev)] = pool_cond[rows[sel].to(dev), k[sel].to(dev)]
+                elif is_gen and model.substitution > 0:
                     xb = torch.as_tensor(counts_to_vector(substitute_elements(
                         counts_tr[idx.cpu()], model.substitution, element_weights,
                         shuffle).numpy()), device=dev)
                 if is_gen:
-                    logits, mu, lv = gen(xb, None if cond_tr is None else cond_tr[idx])
+                    logits, mu, lv = gen(xb, cb)
                     loss, rec, kl = vae_loss(logits, xb, mu, lv, model.recon_weight,
                                              model.kl_weight)
                     parts += len(idx) * np.array([rec.item(), kl.item()])
