@@ -169,6 +169,8 @@ def _raw_uniqueness(model, targets, n: int, seed: int, gen_kw: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    from ase_mlgen.ding.model import SUBSTITUTION_LABELS
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="OQMD CSV (default: the shared file)")
@@ -195,7 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--substitution", type=float, default=0.0, metavar="P",
                         help="generator element-substitution augmentation per composition "
                              "(paper: 0)")
-    parser.add_argument("--substitution-labels", choices=("original", "predicted"),
+    parser.add_argument("--substitution-labels", choices=SUBSTITUTION_LABELS,
                         default="original",
                         help="condition substituted CVAE compositions on the original's "
                              "properties or on the predictors' values (predictors trained "

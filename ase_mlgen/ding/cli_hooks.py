@@ -56,6 +56,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from ase_mlgen.ding.model import SUBSTITUTION_LABELS
+
     p.add_argument("data", nargs="?", help="OQMD CSV (comp, delta_e, energy_pa, volume_pa; "
                                            "'None' = missing); split 80/10/10 by --seed, the "
                                            "test tenth is never used")
@@ -88,7 +90,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "the paper's; 0.5 with --schedule cosine --epochs 80 raised test "
                         "reconstruction from 74-81 %% to 88-90 %%, 91 %% with --latent-dim 64; "
                         "see doc/ding.md)")
-    p.add_argument("--substitution-labels", choices=("original", "predicted"),
+    p.add_argument("--substitution-labels", choices=SUBSTITUTION_LABELS,
                    help="condition a substituted composition on its original's properties "
                         "(default) or on what the predictors, then trained first, give it; "
                         "'predicted' keeps the conditions' grip on generation (doc/ding.md)")

@@ -116,21 +116,20 @@ def _truncate_log(rd, last_epoch: int) -> None:
 def _stages(model) -> list[tuple[str, str | None, int, bool, int | None]]:
     """``(name, property or None, epochs, dropout on, ensemble member or None)`` of each
     training stage."""
-    stages = [("generator", None, model.epochs, False, None)]
-    generator_last = model.substitution_labels == "predicted"
-    if generator_last:  # the predictors label the substituted compositions: train them first
-        stages = []
+    predictor_stages = []
     if model.predictors:
         for p in PROPERTIES:
             members = list(enumerate(model.predictor_inputs)) if model.is_ensemble \
                 else [(None, None)]
             for i, kind in members:
                 name = p if i is None else f"{p}[{kind}]"
-                stages.append((name, p, model.predictor_epochs, True, i))
-                stages.append((f"{name}_finetune", p, model.finetune_epochs, False, i))
-    if generator_last:
-        stages.append(("generator", None, model.epochs, False, None))
-    return stages
+                predictor_stages.append((name, p, model.predictor_epochs, True, i))
+                predictor_stages.append((f"{name}_finetune", p, model.finetune_epochs, False, i))
+    generator = [("generator", None, model.epochs, False, None)]
+    if model.substitution_labels == "predicted":
+        # the predictors label the substituted compositions: train them first
+        return predictor_stages + generator
+    return generator + predictor_stages
 
 
 #: substituted variants drawn per training composition for ``substitution_labels="predicted"``
