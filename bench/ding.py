@@ -30,6 +30,8 @@ fractions``; the JSON (``ding_onehot_fractions.json``) then reports every member
 R² (``DING.predict_members``) beside the ensemble's and the members' spread. ``--warm-start
 MODEL`` starts that run from a trained DING file (``DING.train(warm_start=True)``): its
 generator and its one-hot predictors are kept, only the new members are trained.
+``--predictors-from MODEL`` gives every CVAE run that needs predictors (seed 0; every seed with
+``--substitution-labels predicted``) the predictors of MODEL and trains only its generator.
 ``--early-stopping`` applies to the generator, ``--predictor-early-stopping`` to the predictor
 stages. ``--schedule``, ``--substitution`` and ``--latent-dim`` set the generator's recipe (the
 paper's: plateau, 0, 32); the issue-#8 recipe is ``--substitution 0.5 --schedule cosine
@@ -120,16 +122,17 @@ def _train_all(specs, train, val, args) -> dict:
             print(f"[ding bench] waiting for the running {run}", flush=True)
             jobs[(kind, seed)] = (Job(run), t0)
             continue
-        warm = bool(args.warm_start) and predictors
-        model = DING.load(args.warm_start, device="cpu").set_params(**kw) if warm \
-            else DING(**kw)
+        source = args.warm_start or args.predictors_from
+        warm = bool(source) and predictors
+        model = DING.load(source, device="cpu").set_params(**kw) if warm else DING(**kw)
         resume = (run / "config.json").is_file()
         print(f"[ding bench] training {kind} seed {seed} -> {run}"
               + (" (resuming)" if resume else "")
-              + (f" (warm start from {args.warm_start})" if warm else "")
+              + (f" (warm start from {source})" if warm else "")
               + " in the background", flush=True)
+        warm_start = (True if args.warm_start else "predictors") if warm else False
         jobs[(kind, seed)] = (model.train(train, val, run_dir=run, resume=resume,
-                                          background=True, warm_start=warm), t0)
+                                          background=True, warm_start=warm_start), t0)
         if not args.parallel:
             jobs[(kind, seed)][0].result()  # one CPU-heavy process at a time
     for k, (job, t0) in jobs.items():
@@ -189,6 +192,11 @@ def main(argv=None) -> int:
     parser.add_argument("--warm-start", default=None, metavar="MODEL",
                         help="start the seed-0 CVAE from this trained DING file: keep its "
                              "generator and the predictors of input kinds still asked for")
+    parser.add_argument("--predictors-from", default=None, metavar="MODEL",
+                        help="every CVAE run that needs predictors takes them from this "
+                             "trained DING file (same split and predictor settings) and "
+                             "trains only its own generator (DING.train(warm_start="
+                             "'predictors'))")
     parser.add_argument("--predictor-dropout", type=float, nargs=3, default=None,
                         metavar=("D2", "D3", "D4"),
                         help="predictor dropout after layers 2-4 (paper: 0.7 0.7 0.5)")
@@ -231,6 +239,8 @@ def main(argv=None) -> int:
                         help="smoke test: 2,000 training compositions, 2 epochs, 1 seed; "
                              "results go to the runs folder, not bench/results")
     args = parser.parse_args(argv)
+    if args.warm_start and args.predictors_from:
+        parser.error("give --warm-start or --predictors-from, not both")
 
     import torch
 
@@ -271,7 +281,8 @@ def main(argv=None) -> int:
                   "substitution_labels": args.substitution_labels,
                   "latent_dim": args.latent_dim,
                   "predictor_early_stopping": args.predictor_early_stopping,
-                  "warm_start": args.warm_start, "torch_threads": args.threads,
+                  "warm_start": args.warm_start, "predictors_from": args.predictors_from,
+                  "torch_threads": args.threads,
                   "predictor_dropout": args.predictor_dropout or [0.7, 0.7, 0.5],
                   "predictor_schedule": args.predictor_schedule,
                   "predictor_input": args.predictor_input,

@@ -628,3 +628,23 @@ def test_substitution_labels_predicted(data, trained, tmp_path):
     assert DING.load(tmp_path / "r.pt").substitution_labels == "predicted"
     assert len(relabelled.generate(5, delta_e=-1.0, energy_pa=-5.0, volume_pa=15.0,
                                    random_state=0)) > 0
+
+
+def test_warm_start_predictors_only(data, tmp_path):
+    """``warm_start="predictors"``: the predictors of a trained model are kept (every one of
+    them, also when they train before the generator) and a new generator of other settings is
+    trained from its own seed; an unknown value is refused."""
+    train, val, _ = data
+    opts = {**TINY, "epochs": 2}
+    first = DING(random_state=0, substitution=0.5, substitution_labels="predicted",
+                 **opts).train(train, val, run_dir=tmp_path / "a")
+    second = DING.load(tmp_path / "a" / "model.pt").set_params(random_state=1, latent_dim=4)
+    second.train(train, val, run_dir=tmp_path / "b", warm_start="predictors")
+    log = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert {json.loads(line)["stage"] for line in log} == {"generator"}
+    assert second.generator_.mu.out_features == 4
+    for p in first.predictors_:
+        for a, b in zip(first.predictors_[p].parameters(), second.predictors_[p].parameters()):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="warm_start"):
+        DING(**opts).train(train, val, run_dir=tmp_path / "c", warm_start="generator")

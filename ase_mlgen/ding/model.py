@@ -37,6 +37,8 @@ FORMAT_VERSION = 2  # 2: predictor ensembles (files without one are still writte
 #: how a substituted training composition is conditioned: on its original's properties, or on
 #: what the (first trained) predictors give the substituted composition
 SUBSTITUTION_LABELS = ("original", "predicted")
+#: ``DING.train(warm_start=…)``: nothing, everything trained (True), the predictors only
+WARM_STARTS = (False, True, "predictors")
 
 #: hyper-parameters and their defaults (the paper's settings; see the module docstring)
 DEFAULTS: dict[str, Any] = {
@@ -349,7 +351,8 @@ class DING:
     # -- training --------------------------------------------------------------------------
     def train(self, table: OQMDTable | str | os.PathLike, val: OQMDTable | None = None, *,
               run_dir: str | os.PathLike | None = None, background: bool = False,
-              resume: bool = False, device: str | None = None, warm_start: bool = False):
+              resume: bool = False, device: str | None = None,
+              warm_start: bool | str = False):
         """Train the generator and the predictors as an :mod:`ase_mlgen.jobs` run.
 
         ``table``: the training compositions (:class:`~ase_mlgen.data.oqmd.OQMDTable` with
@@ -370,7 +373,11 @@ class DING:
         and are not trained again; only the new predictors are (e.g. after
         ``set_params(predictor_input=("onehot", "fractions"))`` on a model with one-hot
         predictors, the fraction-input members). ``table`` must be the same training set
-        (checked through the property scalers).
+        (checked through the property scalers). ``warm_start="predictors"`` keeps only the
+        predictors and trains a new generator from ``random_state`` (generator settings such
+        as ``latent_dim`` may then differ from the trained model's): another seed's generator
+        with predictors already trained on the same split, or ``substitution_labels=
+        "predicted"`` without training its labelling predictors again.
         """
         from ase_mlgen.ding.training import LOADER, TASK, prepare_run
         from ase_mlgen.jobs import submit
@@ -385,12 +392,16 @@ class DING:
             run_dir = Path(tmp.name) / "run"
         try:
             config = prepare_run(self, table, val, Path(run_dir), resume)
+            if warm_start not in WARM_STARTS:
+                raise ValueError(f"warm_start must be one of {WARM_STARTS}, not "
+                                 f"{warm_start!r}")
             if warm_start and "init" not in config:
                 from ase_mlgen.utils.io import atomic_torch_save
 
                 self._check_trained()
                 config["init"] = str(atomic_torch_save(self.state(),
                                                        Path(run_dir) / "init.pt").resolve())
+                config["init_parts"] = "predictors" if warm_start == "predictors" else "all"
             job = submit(TASK, config, run_dir, background=background, resume=resume,
                          loader=LOADER)
             if background:

@@ -23,7 +23,9 @@ its variants (probability ``substitution``) under the variant's predicted proper
 
 A warm-started run (``DING.train(..., warm_start=True)``) holds ``init.pt``, the model it
 started from: its generator and the predictors of input kinds still asked for are taken over
-and their stages skipped.
+and their stages skipped; ``warm_start="predictors"`` takes over the predictors only and trains
+a new generator (e.g. another seed's generator beside predictors already trained on the same
+split).
 """
 from __future__ import annotations
 
@@ -183,10 +185,11 @@ def _predictor_states(state: dict) -> dict:
     return out
 
 
-def _warm_start(model, init_path: str, gen, preds, mean, scale) -> tuple[set, list]:
-    """Load the generator and the matching predictors of the model file ``init_path`` into
-    ``gen`` / ``preds``; returns the names of the stages they make unnecessary and the file's
-    training history."""
+def _warm_start(model, init_path: str, gen, preds, mean, scale,
+                parts: str = "all") -> tuple[set, list]:
+    """Load the generator (``parts="all"``; not for ``"predictors"``) and the matching
+    predictors of the model file ``init_path`` into ``gen`` / ``preds``; returns the names of
+    the stages they make unnecessary and the file's training history."""
     import torch
 
     state = torch.load(init_path, map_location="cpu", weights_only=True)
@@ -200,12 +203,16 @@ def _warm_start(model, init_path: str, gen, preds, mean, scale) -> tuple[set, li
         raise ValueError("warm_start: the model file is a "
                          f"{'CVAE' if state['params']['conditional'] else 'VAE'}, these "
                          f"settings ask for a {'CVAE' if model.conditional else 'VAE'}")
-    gen.load_state_dict(state["generator"])
-    skip = {"generator"}
+    skip = set()
+    if parts == "all":
+        gen.load_state_dict(state["generator"])
+        skip.add("generator")
     if tuple(state["params"].get("predictor_layers", ())) != model.predictor_layers:
         return skip, list(state.get("history", []))
     old = _predictor_states(state)
-    for name, prop, _, _, member in _stages(model)[1:]:
+    for name, prop, _, _, member in _stages(model):
+        if prop is None:
+            continue
         kind = model.predictor_input if member is None else model.predictor_inputs[member]
         if (prop, kind) not in old:
             continue
@@ -260,7 +267,8 @@ def train_task(rd, config: dict, resume: bool) -> dict:
     stages = _stages(model)
     skip, init_history = set(), []
     if config.get("init"):
-        skip, init_history = _warm_start(model, config["init"], gen, preds, mean, scale)
+        skip, init_history = _warm_start(model, config["init"], gen, preds, mean, scale,
+                                         config.get("init_parts", "all"))
     total = sum(s[2] for s in stages if s[0] not in skip)
 
     start_stage, start_epoch, global_epoch = 0, 0, 0
