@@ -106,6 +106,10 @@ def _train_all(specs, train, val, args) -> dict:
                   substitution=args.substitution, latent_dim=args.latent_dim,
                   substitution_labels=(args.substitution_labels if kind == "cvae"
                                        else "original"),
+                  substitution_variants=(args.substitution_variants if kind == "cvae"
+                                         else 4),
+                  decoder_conditioning=(args.decoder_conditioning if kind == "cvae"
+                                        else "input"),
                   predictor_early_stopping=args.predictor_early_stopping, random_state=seed,
                   predictor_schedule=args.predictor_schedule,
                   predictor_input=inputs[0] if len(inputs) == 1 else tuple(inputs),
@@ -210,6 +214,13 @@ def main(argv=None) -> int:
                         help="condition substituted CVAE compositions on the original's "
                              "properties or on the predictors' values (predictors trained "
                              "first, in every seed's CVAE: slower)")
+    parser.add_argument("--substitution-variants", type=int, default=4, metavar="K",
+                        help="with --substitution-labels predicted: variants labelled per "
+                             "training composition")
+    parser.add_argument("--decoder-conditioning", choices=("input", "every_layer"),
+                        default="input",
+                        help="CVAE decoder gets the conditions with the latent vector (the "
+                             "paper's) or at every layer")
     parser.add_argument("--latent-dim", type=int, default=32, help="latent size (paper: 32)")
     parser.add_argument("--name", default=None,
                         help="stem of the JSON and PNG written (default: ding[_inputs])")
@@ -279,6 +290,8 @@ def main(argv=None) -> int:
                   "early_stopping": args.early_stopping,
                   "generator_schedule": args.schedule, "substitution": args.substitution,
                   "substitution_labels": args.substitution_labels,
+                  "substitution_variants": args.substitution_variants,
+                  "decoder_conditioning": args.decoder_conditioning,
                   "latent_dim": args.latent_dim,
                   "predictor_early_stopping": args.predictor_early_stopping,
                   "warm_start": args.warm_start, "predictors_from": args.predictors_from,

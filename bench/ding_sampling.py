@@ -2,12 +2,13 @@
 
     nice -n 10 python bench/ding_sampling.py --cvae runs/bench_ding_relabel/cvae_s0_onehot_fractions
         --vae runs/bench_ding_relabel/vae_s0 [--latent prior posterior]
-        [--temperature 1.0 1.15 1.3] [--sampling categorical] [-n 1000]
+        [--temperature 1.0 1.15 1.3] [--sampling categorical] [--decode-temperature 1.0]
+        [-n 1000]
         [--name ding_sampling]
 
 For every combination of latent source (``prior``: z ~ N(0, T²); ``posterior``: a training
 composition's latent mean plus T × its spread), latent temperature T and decoding
-(``categorical`` / ``argmax``), the trained CVAE (a finished ``bench/ding.py`` run folder or a
+(``categorical`` at each ``--decode-temperature``, or ``argmax``), the trained CVAE (a finished ``bench/ding.py`` run folder or a
 DING file) generates ``-n`` unique compositions for each of the paper's two target sets and the
 VAE baseline the same number with the same settings, exactly as ``bench/ding.py`` measures them
 (its ``_generation``: predicted properties by the CVAE's predictors, median absolute deviation
@@ -57,6 +58,8 @@ def main(argv=None) -> int:
     parser.add_argument("--temperature", type=float, nargs="+", default=[1.0, 1.15, 1.3])
     parser.add_argument("--sampling", nargs="+", choices=("argmax", "categorical"),
                         default=["categorical"])
+    parser.add_argument("--decode-temperature", type=float, nargs="+", default=[1.0],
+                        help="softmax temperature of categorical decoding")
     parser.add_argument("--data", default=None,
                         help="OQMD CSV for the novelty against all 27k (default: the shared file)")
     parser.add_argument("--min-elements", type=int, default=2)
@@ -92,10 +95,13 @@ def main(argv=None) -> int:
                     "torch": torch.__version__, "torch_threads": args.threads},
         "targets": TARGETS, "settings": [],
     }
-    for latent, temperature, sampling in itertools.product(args.latent, args.temperature,
-                                                           args.sampling):
+    grid = itertools.product(args.latent, args.temperature, args.sampling,
+                             args.decode_temperature)
+    for latent, temperature, sampling, decode_temperature in grid:
+        if sampling == "argmax" and decode_temperature != args.decode_temperature[0]:
+            continue  # argmax decoding has no temperature
         gen_kw = {"latent": latent, "sampling": sampling, "temperature": temperature,
-                  "decode_temperature": 1.0, "min_elements": args.min_elements}
+                  "decode_temperature": decode_temperature, "min_elements": args.min_elements}
         t0 = time.perf_counter()
         entries, _ = _generation(cvae, vae, gen_kw, args.n, all_keys, quiet=True)
         summary = _meets(entries, TARGETS)
@@ -109,7 +115,8 @@ def main(argv=None) -> int:
                 "valid": e["cvae"]["raw_samples"]["valid"],
                 "novel_vs_train": e["cvae"]["novel_vs_train"],
                 "generated": e["cvae"]["generated"]} for e in entries]})
-        print(f"[ding sampling] {latent} T={temperature} {sampling}: max ratio "
+        print(f"[ding sampling] {latent} T={temperature} {sampling} "
+              f"(decode T={decode_temperature}): max ratio "
               f"{summary['max_mad_ratio']:.3f}, unique ≥ {summary['min_unique']:.3f}, novel ≥ "
               f"{summary['min_novel']:.3f}, all met: {summary['all_targets_met']}", flush=True)
         results["load_average"] = os.getloadavg()

@@ -648,3 +648,29 @@ def test_warm_start_predictors_only(data, tmp_path):
             assert torch.equal(a, b)
     with pytest.raises(ValueError, match="warm_start"):
         DING(**opts).train(train, val, run_dir=tmp_path / "c", warm_start="generator")
+
+
+def test_decoder_conditioning_every_layer(data, tmp_path):
+    """``decoder_conditioning="every_layer"``: every decoder layer sees the conditions (changing
+    them changes the logits for one latent vector), the model trains, saves and loads; an
+    unknown value is refused; the VAE baseline has no conditions to pass."""
+    from ase_mlgen.ding.nets import CompositionVAE
+
+    with pytest.raises(ValueError, match="decoder_conditioning"):
+        DING(decoder_conditioning="output")
+    net = CompositionVAE(3, latent_dim=4, decoder_layers=(8, 16),
+                         decoder_conditioning="every_layer")
+    assert [layer.in_features for layer in net.decoder] == [7, 11]
+    assert net.out.in_features == 19
+    assert not CompositionVAE(0, latent_dim=4, decoder_conditioning="every_layer").every_layer
+    train, val, _ = data
+    model = DING(random_state=0, decoder_conditioning="every_layer",
+                 **{**TINY, "epochs": 2, "predictors": False}).train(train, val)
+    z = torch.zeros(1, model.latent_dim)
+    a = model.generator_.decode(z, torch.zeros(1, 3))
+    b = model.generator_.decode(z, torch.ones(1, 3))
+    assert not torch.allclose(a, b)
+    model.save(tmp_path / "m.pt")
+    again = DING.load(tmp_path / "m.pt")
+    assert again.decoder_conditioning == "every_layer"
+    assert torch.equal(again.generator_.decode(z, torch.ones(1, 3)), b)

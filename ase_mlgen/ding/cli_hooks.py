@@ -22,7 +22,9 @@ _HYPER = {"epochs": "epochs", "predictor_epochs": "predictor_epochs",
           "predictor_batch_size": "predictor_batch_size",
           "predictor_schedule": "predictor_schedule", "predictor_input": "predictor_input",
           "schedule": "schedule", "substitution": "substitution",
-          "substitution_labels": "substitution_labels"}
+          "substitution_labels": "substitution_labels",
+          "substitution_variants": "substitution_variants",
+          "decoder_conditioning": "decoder_conditioning"}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -94,6 +96,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="condition a substituted composition on its original's properties "
                         "(default) or on what the predictors, then trained first, give it; "
                         "'predicted' keeps the conditions' grip on generation (doc/ding.md)")
+    p.add_argument("--substitution-variants", type=int, metavar="K",
+                   help="with --substitution-labels predicted: substituted variants drawn and "
+                        "labelled per training composition (default 4)")
+    p.add_argument("--decoder-conditioning", choices=("input", "every_layer"),
+                   help="where the CVAE decoder gets the conditions: with the latent vector "
+                        "(default, the paper's) or at every layer")
     p.add_argument("--latent-dim", type=int, help="latent dimension (default 32)")
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="end the generator stage after this many epochs without validation "

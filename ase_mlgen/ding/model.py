@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "schedule": "plateau",
     "substitution": 0.0,
     "substitution_labels": "original",
+    "substitution_variants": 4,
+    "decoder_conditioning": "input",
     "early_stopping": None,
     "predictor_early_stopping": None,
     "predictors": True,
@@ -211,7 +213,8 @@ class DING:
                  kl_weight: float = 0.05, epochs: int = 150, batch_size: int = 256,
                  lr: float = 1e-3, lr_factor: float = 0.1, lr_patience: int = 5,
                  min_lr: float = 1e-8, schedule: str = "plateau", substitution: float = 0.0,
-                 substitution_labels: str = "original", early_stopping: int | None = None,
+                 substitution_labels: str = "original", substitution_variants: int = 4,
+                 decoder_conditioning: str = "input", early_stopping: int | None = None,
                  predictor_early_stopping: int | None = None, predictors: bool = True,
                  predictor_layers: Sequence[int] = (1024, 1024, 1024, 512, 128, 64, 32),
                  predictor_dropout: Sequence[float] = (0.0, 0.7, 0.7, 0.5, 0.0, 0.0, 0.0),
@@ -245,6 +248,16 @@ class DING:
             raise ValueError(f"substitution_labels must be one of {SUBSTITUTION_LABELS}, not "
                              f"{substitution_labels!r}")
         self.substitution_labels = substitution_labels
+        if int(substitution_variants) < 1:
+            raise ValueError(f"substitution_variants must be at least 1, got "
+                             f"{substitution_variants}")
+        self.substitution_variants = int(substitution_variants)
+        from ase_mlgen.ding.nets import DECODER_CONDITIONING
+
+        if decoder_conditioning not in DECODER_CONDITIONING:
+            raise ValueError(f"decoder_conditioning must be one of {DECODER_CONDITIONING}, "
+                             f"not {decoder_conditioning!r}")
+        self.decoder_conditioning = decoder_conditioning
         self.early_stopping = None if early_stopping is None else int(early_stopping)
         self.predictor_early_stopping = None if predictor_early_stopping is None \
             else int(predictor_early_stopping)
@@ -319,7 +332,8 @@ class DING:
         from ase_mlgen.ding.nets import CompositionVAE, PredictorEnsemble, PropertyPredictor
 
         gen = CompositionVAE(len(PROPERTIES) if self.conditional else 0, self.encoder_layers,
-                             self.latent_dim, self.decoder_layers)
+                             self.latent_dim, self.decoder_layers,
+                             decoder_conditioning=self.decoder_conditioning)
 
         def one(kind):
             return PropertyPredictor(self.predictor_layers, self.predictor_dropout, kind)

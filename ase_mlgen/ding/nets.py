@@ -46,23 +46,42 @@ def _mlp(sizes: Sequence[int], dropout: Sequence[float] | None = None) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+#: where a CVAE's decoder receives the conditions: with the latent vector only (the paper's)
+#: or at the input of every decoder layer
+DECODER_CONDITIONING = ("input", "every_layer")
+
+
 class CompositionVAE(nn.Module):
     """VAE over one-hot compositions; conditional (CVAE) when ``n_cond > 0``: the scaled
-    properties are concatenated to the encoder input and to the latent vector."""
+    properties are concatenated to the encoder input and to the latent vector
+    (``decoder_conditioning="input"``, the paper's) or to the input of every decoder layer,
+    output layer included (``"every_layer"``: the conditions reach each layer directly, so the
+    decoder cannot lose them behind a latent vector that already describes the composition)."""
 
     def __init__(self, n_cond: int = 3, encoder_layers: Sequence[int] = (512, 256, 128),
                  latent_dim: int = 32, decoder_layers: Sequence[int] = (128, 256, 512),
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, decoder_conditioning: str = "input"):
         super().__init__()
+        if decoder_conditioning not in DECODER_CONDITIONING:
+            raise ValueError(f"decoder_conditioning must be one of {DECODER_CONDITIONING}, "
+                             f"not {decoder_conditioning!r}")
         self.n_cond = int(n_cond)
         self.latent_dim = int(latent_dim)
+        self.every_layer = decoder_conditioning == "every_layer" and self.n_cond > 0
         enc = [VECTOR_SIZE + self.n_cond, *encoder_layers]
         self.encoder = _mlp(enc, [dropout] * (len(enc) - 1))
         self.mu = nn.Linear(enc[-1], latent_dim)
         self.log_var = nn.Linear(enc[-1], latent_dim)
         dec = [latent_dim + self.n_cond, *decoder_layers]
-        self.decoder = _mlp(dec, [dropout] * (len(dec) - 1))
-        self.out = nn.Linear(dec[-1], VECTOR_SIZE)
+        if self.every_layer:
+            self.dropout = float(dropout)
+            self.decoder = nn.ModuleList(
+                nn.Linear(dec[i] + (self.n_cond if i else 0), dec[i + 1])
+                for i in range(len(dec) - 1))
+            self.out = nn.Linear(dec[-1] + self.n_cond, VECTOR_SIZE)
+        else:
+            self.decoder = _mlp(dec, [dropout] * (len(dec) - 1))
+            self.out = nn.Linear(dec[-1], VECTOR_SIZE)
         glorot_init(self)
 
     def _cat(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -79,8 +98,14 @@ class CompositionVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(N, 89, 11)``; a softmax over the last axis gives the count probabilities."""
-        h = self.decoder(self._cat(z, cond))
-        return self.out(h).view(-1, N_ELEMENTS, N_LEVELS)
+        h = self._cat(z, cond)
+        if not self.every_layer:
+            return self.out(self.decoder(h)).view(-1, N_ELEMENTS, N_LEVELS)
+        for i, layer in enumerate(self.decoder):
+            h = torch.relu(layer(h if i == 0 else torch.cat([h, cond], dim=1)))
+            if self.dropout > 0:
+                h = nn.functional.dropout(h, self.dropout, self.training)
+        return self.out(torch.cat([h, cond], dim=1)).view(-1, N_ELEMENTS, N_LEVELS)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         mu, log_var = self.encode(x, cond)

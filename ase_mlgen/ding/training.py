@@ -16,8 +16,8 @@ predictor stage, after that many epochs without validation improvement. ``substi
 trains the generator on element-substituted compositions
 (:func:`~ase_mlgen.ding.nets.substitute_elements`), drawn anew every epoch, conditioned on the
 original composition's properties; with ``substitution_labels="predicted"`` the predictor
-stages come first, four substituted variants of every training composition are drawn and
-labelled once by the trained predictors, and each epoch a composition is replaced by one of
+stages come first, ``substitution_variants`` substituted variants of every training
+composition are drawn and labelled once by the trained predictors, and each epoch a composition is replaced by one of
 its variants (probability ``substitution``) under the variant's predicted properties;
 ``schedule="cosine"`` anneals its learning rate to ``min_lr`` over ``epochs``.
 
@@ -134,12 +134,8 @@ def _stages(model) -> list[tuple[str, str | None, int, bool, int | None]]:
     return generator + predictor_stages
 
 
-#: substituted variants drawn per training composition for ``substitution_labels="predicted"``
-LABELLED_VARIANTS = 4
-
-
 def _labelled_substitutions(counts, weights, preds, y_scaled, seed: int, dev,
-                            n_variants: int = LABELLED_VARIANTS, chunk: int = 4096):
+                            n_variants: int, chunk: int = 4096):
     """Substituted variants ``(N, K, 89)`` of the training counts (each a substitution
     attempt, :func:`~ase_mlgen.ding.nets.substitute_elements` with probability 1) and their
     conditions ``(N, K, 3)`` in scaled units: the trained predictors' values for a changed
@@ -327,7 +323,8 @@ def train_task(rd, config: dict, resume: bool) -> dict:
         relabel = is_gen and model.substitution > 0 and model.substitution_labels == "predicted"
         if relabel:
             pool_counts, pool_cond = _labelled_substitutions(
-                counts_tr, element_weights, preds, y_tr.cpu().numpy(), seed * 1000 + 999, dev)
+                counts_tr, element_weights, preds, y_tr.cpu().numpy(), seed * 1000 + 999, dev,
+                n_variants=model.substitution_variants)
             pool_cond = pool_cond.to(dev)
         bs = model.batch_size if is_gen else model.predictor_batch_size
         stopped = False
@@ -343,7 +340,8 @@ def train_task(rd, config: dict, resume: bool) -> dict:
                 if relabel:   # a substituted variant, conditioned on its predicted properties
                     rows = idx.cpu()
                     sel = torch.rand(len(rows), generator=shuffle) < model.substitution
-                    k = torch.randint(LABELLED_VARIANTS, (len(rows),), generator=shuffle)
+                    k = torch.randint(model.substitution_variants, (len(rows),),
+                                      generator=shuffle)
                     counts_b = counts_tr[rows].clone()
                     counts_b[sel] = pool_counts[rows[sel], k[sel]]
                     xb = torch.as_tensor(counts_to_vector(counts_b.numpy()), device=dev)
