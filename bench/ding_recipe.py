@@ -34,10 +34,9 @@ Training-set changes (generator mode): ``--subst P`` element substitution (input
 ``ase_mlgen.ding.nets.substitute_elements``' rule), ``--count-subst P`` one count redrawn,
 ``--corrupt P`` denoising (encoder input only), ``--cond-noise S`` noisy conditions, ``--ls``
 label smoothing; ``--wd`` with ``--wd-mode adamw|l2``; ``--library`` trains through ``DING``.
-``--relabel MODEL`` (with ``--subst``) conditions a substituted composition on the properties a
-trained DING file's predictors give it instead of its original's: ``--relabel-pool`` variants
-per training composition are drawn and labelled once before training (issue #8, fourth round:
-this keeps the conditions' grip on generation that plain substitution loses).
+The relabelled substitution of issue #8's fourth round (``--relabel MODEL``, results in
+``bench/results/ding_relabel.json``) ran with this script at commit 9cf4cdf; it is now the
+library's ``DING(substitution_labels="predicted")``, measured through ``bench/ding.py``.
 """
 import argparse, json, sys, time, os, glob, platform
 from pathlib import Path
@@ -67,12 +66,6 @@ p.add_argument("--subst", type=float, default=0.0,
                help="augmentation: probability that one present element of a training composition "
                     "is replaced by an absent one (drawn by training frequency), in the encoder "
                     "input and the target alike; the properties stay the composition's own")
-p.add_argument("--relabel", default=None, metavar="MODEL",
-               help="with --subst: a substituted composition is conditioned on the properties "
-                    "that this DING file's predictors give it (instead of the original "
-                    "composition's); substitutions come from a pool of --relabel-pool variants per "
-                    "training composition, drawn and labelled once before training")
-p.add_argument("--relabel-pool", type=int, default=4)
 p.add_argument("--count-subst", type=float, default=0.0,
                help="augmentation: probability that one present element's count is replaced by "
                     "another level 1-10 (uniform), in the encoder input and the target alike")
@@ -278,23 +271,6 @@ def exact(x, yc, c):
         d = gen.decode(mu, yc).argmax(2)
     return (d == c).all(1).float().mean().item()
 n = len(xtr); g = torch.Generator().manual_seed(a.seed)
-if a.relabel:
-    if not (a.subst and ytr is not None):
-        sys.exit("--relabel needs --subst > 0 and a conditional model (--cond 1)")
-    from ase_mlgen import DING
-    labeller = DING.load(a.relabel, device="cpu")
-    saved_p, a.subst = a.subst, 1.0          # every pool variant is a substitution attempt
-    pool_c = torch.stack([substitute(ctr, g) for _ in range(a.relabel_pool)], 1)  # (n, K, 89)
-    a.subst = saved_p
-    t_lab = time.time()
-    flat = pool_c.reshape(-1, ctr.shape[1]).numpy()
-    pred = labeller.predict(flat)
-    pool_y = torch.tensor((np.stack([pred[q] for q in PROPERTIES], 1) - mean) / sd,
-                          dtype=torch.float32).reshape(n, a.relabel_pool, 3)
-    same = (pool_c == ctr[:, None, :]).all(2)     # substitution failed: keep the true label
-    pool_y[same] = ytr[:, None, :].expand_as(pool_y)[same]
-    print(json.dumps({"relabel_pool": list(pool_c.shape), "changed": float((~same).float().mean()),
-                      "label_seconds": round(time.time() - t_lab, 1)}), flush=True)
 hist = []
 t0 = time.time()
 for ep in range(a.epochs):
@@ -307,13 +283,7 @@ for ep in range(a.epochs):
         yb = None if ytr is None else ytr[idx]
         if yb is not None and a.cond_noise:
             yb = yb + a.cond_noise * torch.randn(yb.shape, generator=g)
-        if a.relabel:
-            cb = ctr[idx].clone(); yb = yb.clone()
-            sel = torch.rand(len(idx), generator=g) < a.subst
-            k = torch.randint(a.relabel_pool, (len(idx),), generator=g)
-            cb[sel] = pool_c[idx[sel], k[sel]]; yb[sel] = pool_y[idx[sel], k[sel]]
-            xb = xin = onehot(cb)
-        elif a.subst or a.corrupt or a.count_subst:
+        if a.subst or a.corrupt or a.count_subst:
             cb = ctr[idx]
             for _ in range(a.subst_n if a.subst else 0):
                 cb = substitute(cb, g)
