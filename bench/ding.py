@@ -159,7 +159,8 @@ def _raw_uniqueness(model, targets, n: int, seed: int, gen_kw: dict) -> dict:
     z = model.sample_latent(n, gen_kw["latent"], gen_kw["temperature"], g)
     props = np.repeat(np.asarray(targets, float)[None], n, axis=0) if model.conditional else None
     counts = model.decode(z, properties=props, sampling=gen_kw["sampling"],
-                          decode_temperature=gen_kw["decode_temperature"], random_state=g)
+                          decode_temperature=gen_kw["decode_temperature"], random_state=g,
+                          guidance=gen_kw.get("guidance", 0.0) if model.conditional else 0.0)
     ok = is_valid(counts, gen_kw["min_elements"])
     valid = counts[ok]
     keys = {key(c) for c in valid}
@@ -235,6 +236,8 @@ def main(argv=None) -> int:
                         help="generation: decode by argmax or by sampling each element")
     parser.add_argument("--temperature", type=float, default=1.0, help="latent spread")
     parser.add_argument("--decode-temperature", type=float, default=1.0)
+    parser.add_argument("--guidance", type=float, default=0.0,
+                        help="CVAE decoding guidance (DING.generate(guidance=...); 0: off)")
     parser.add_argument("--min-elements", type=int, default=2,
                         help="generation: fewest different elements of a valid composition "
                              "(2: compounds, DING.generate's default; 1: any atoms)")
@@ -302,6 +305,7 @@ def main(argv=None) -> int:
                   "generation": {"latent": args.latent, "sampling": args.sampling,
                                  "temperature": args.temperature,
                                  "decode_temperature": args.decode_temperature,
+                                 "guidance": args.guidance,
                                  "min_elements": args.min_elements},
                   "initialisation": "Glorot-uniform weights, zero biases (the paper's Keras "
                                     "default)",
@@ -383,6 +387,7 @@ def main(argv=None) -> int:
         {key(c) for c in np.concatenate([train.counts, val.counts, test.counts])}
     gen_kw = {"latent": args.latent, "sampling": args.sampling,
               "temperature": args.temperature, "decode_temperature": args.decode_temperature,
+              "guidance": args.guidance,
               "min_elements": args.min_elements}
     gen_res, dists = _generation(cvae, vae, gen_kw, args.n, all_keys)
     results["generation"] = gen_res
@@ -452,8 +457,9 @@ def _generation(cvae, vae, gen_kw: dict, n: int, all_keys: set, quiet: bool = Fa
         entry = {"targets": targets}
         for kind, model in (("cvae", cvae), ("vae", vae)):
             t0 = time.perf_counter()
-            kw = targets if kind == "cvae" else {}
-            cands = model.generate(n, **kw, random_state=1, **gen_kw)
+            kw = {**targets, **gen_kw} if kind == "cvae" else \
+                {k: v for k, v in gen_kw.items() if k != "guidance"}
+            cands = model.generate(n, **kw, random_state=1)
             t_gen = time.perf_counter() - t0
             props = cvae.predict(np.stack([_counts(c) for c in cands])) if len(cands) else \
                 {p: np.zeros(0) for p in PROPERTIES}

@@ -3,12 +3,13 @@
     nice -n 10 python bench/ding_sampling.py --cvae runs/bench_ding_relabel/cvae_s0_onehot_fractions
         --vae runs/bench_ding_relabel/vae_s0 [--latent prior posterior]
         [--temperature 1.0 1.15 1.3] [--sampling categorical] [--decode-temperature 1.0]
-        [-n 1000]
+        [--guidance 0 0.5] [-n 1000]
         [--name ding_sampling]
 
 For every combination of latent source (``prior``: z ~ N(0, T²); ``posterior``: a training
-composition's latent mean plus T × its spread), latent temperature T and decoding
-(``categorical`` at each ``--decode-temperature``, or ``argmax``), the trained CVAE (a finished ``bench/ding.py`` run folder or a
+composition's latent mean plus T × its spread), latent temperature T, decoding
+(``categorical`` at each ``--decode-temperature``, or ``argmax``) and CVAE guidance
+(``DING.decode(guidance=…)``; the VAE has no conditions to guide), the trained CVAE (a finished ``bench/ding.py`` run folder or a
 DING file) generates ``-n`` unique compositions for each of the paper's two target sets and the
 VAE baseline the same number with the same settings, exactly as ``bench/ding.py`` measures them
 (its ``_generation``: predicted properties by the CVAE's predictors, median absolute deviation
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
                         default=["categorical"])
     parser.add_argument("--decode-temperature", type=float, nargs="+", default=[1.0],
                         help="softmax temperature of categorical decoding")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0],
+                        help="CVAE decoding guidance (DING.decode; 0: off)")
     parser.add_argument("--data", default=None,
                         help="OQMD CSV for the novelty against all 27k (default: the shared file)")
     parser.add_argument("--min-elements", type=int, default=2)
@@ -96,12 +99,13 @@ def main(argv=None) -> int:
         "targets": TARGETS, "settings": [],
     }
     grid = itertools.product(args.latent, args.temperature, args.sampling,
-                             args.decode_temperature)
-    for latent, temperature, sampling, decode_temperature in grid:
+                             args.decode_temperature, args.guidance)
+    for latent, temperature, sampling, decode_temperature, guidance in grid:
         if sampling == "argmax" and decode_temperature != args.decode_temperature[0]:
             continue  # argmax decoding has no temperature
         gen_kw = {"latent": latent, "sampling": sampling, "temperature": temperature,
-                  "decode_temperature": decode_temperature, "min_elements": args.min_elements}
+                  "decode_temperature": decode_temperature, "guidance": guidance,
+                  "min_elements": args.min_elements}
         t0 = time.perf_counter()
         entries, _ = _generation(cvae, vae, gen_kw, args.n, all_keys, quiet=True)
         summary = _meets(entries, TARGETS)
@@ -116,7 +120,7 @@ def main(argv=None) -> int:
                 "novel_vs_train": e["cvae"]["novel_vs_train"],
                 "generated": e["cvae"]["generated"]} for e in entries]})
         print(f"[ding sampling] {latent} T={temperature} {sampling} "
-              f"(decode T={decode_temperature}): max ratio "
+              f"(decode T={decode_temperature}, guidance {guidance}): max ratio "
               f"{summary['max_mad_ratio']:.3f}, unique ≥ {summary['min_unique']:.3f}, novel ≥ "
               f"{summary['min_novel']:.3f}, all met: {summary['all_targets_met']}", flush=True)
         results["load_average"] = os.getloadavg()

@@ -674,3 +674,26 @@ def test_decoder_conditioning_every_layer(data, tmp_path):
     again = DING.load(tmp_path / "m.pt")
     assert again.decoder_conditioning == "every_layer"
     assert torch.equal(again.generator_.decode(z, torch.ones(1, 3)), b)
+
+
+def test_decoding_guidance(trained, data):
+    """``guidance``: 0 decodes as before; g > 0 gives logits l_c + g (l_c − l_mean), i.e. the
+    condition's effect on the logits scaled by 1 + g; at the training mean nothing changes; the
+    unconditioned VAE refuses it; generate() passes it on."""
+    model, _ = trained
+    z = np.random.default_rng(0).normal(size=(6, model.latent_dim)).astype(np.float32)
+    target = dict(delta_e=-1.0, energy_pa=-5.0, volume_pa=15.0)
+    plain = model.decode(z, **target, sampling="argmax")
+    assert np.array_equal(plain, model.decode(z, **target, sampling="argmax", guidance=0.0))
+    l_c = model._decode_logits(z, **target)
+    mean = np.repeat(model.scaler_mean_[None], len(z), axis=0)
+    l_m = model._decode_logits(z, properties=mean)
+    want = (l_c + 2.0 * (l_c - l_m)).reshape(len(z), -1, l_c.shape[-1]).argmax(-1).numpy()
+    assert np.array_equal(model.decode(z, **target, sampling="argmax", guidance=2.0), want)
+    assert np.array_equal(model.decode(z, properties=mean, guidance=3.0),
+                          model.decode(z, properties=mean))
+    vae = DING(False, random_state=0, **{**TINY, "epochs": 1, "predictors": False})
+    vae.train(*data[:2])
+    with pytest.raises(ValueError, match="guidance"):
+        vae.decode(z[:, :vae.latent_dim], guidance=0.5)
+    assert len(model.generate(5, **target, random_state=0, guidance=0.5)) == 5

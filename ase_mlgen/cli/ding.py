@@ -4,7 +4,7 @@
     ase-mlgen ding generate MODEL --delta-e -2.0 --energy-pa -6.5 --volume-pa 12 -n 1000
                                   [--out file.csv] [--tol-delta-e 0.2 ...] [--novel-only]
                                   [--latent posterior|prior] [--sampling argmax|categorical]
-                                  [--min-elements 2]
+                                  [--min-elements 2] [--guidance 0.5]
     ase-mlgen ding walk MODEL Ba1Pt1U1 Fe2O3 [--steps 11]
 
 MODEL is a model file (``DING.save``) or a finished run directory. Units: eV/atom for
@@ -35,7 +35,7 @@ def run_generate(args: argparse.Namespace) -> int:
                            temperature=args.temperature,
                            **{k: getattr(args, k) for k in ("latent", "sampling",
                                                              "decode_temperature",
-                                                             "min_elements")
+                                                             "min_elements", "guidance")
                               if getattr(args, k) is not None})
     info = {"model": str(args.model), "generated": len(cands),
             "novel_fraction": cands.fraction_novel() if cands else None,
@@ -96,6 +96,9 @@ def register(subparsers) -> None:
                         "(default: DING.generate's)")
     g.add_argument("--decode-temperature", type=float, default=None,
                    help="softmax temperature of categorical decoding")
+    g.add_argument("--guidance", type=float, default=None,
+                   help="strengthen the targets' effect on a CVAE's decoding (classifier-free "
+                        "guidance against the training mean; default 0: off)")
     g.add_argument("--min-elements", type=int, default=None,
                    help="fewest different elements of a valid composition (default 2: "
                         "compounds; 1: any composition with atoms)")

@@ -545,15 +545,28 @@ class DING:
 
     def decode(self, z: np.ndarray, delta_e=None, energy_pa=None, volume_pa=None,
                properties: np.ndarray | None = None, sampling: str = "argmax",
-               decode_temperature: float = 1.0, random_state=None) -> np.ndarray:
+               decode_temperature: float = 1.0, random_state=None,
+               guidance: float = 0.0) -> np.ndarray:
         """Counts ``(N, 89)`` of latent points ``z``; a CVAE decodes under the given targets
         (one set for all, or ``properties`` ``(N, 3)``).
 
         ``sampling="argmax"`` takes the most probable count of every element (the paper's
         decoding); ``"categorical"`` draws each element's count from its softmax (the logits
         divided by ``decode_temperature``), with ``random_state`` (an int or a
-        :class:`torch.Generator`)."""
+        :class:`torch.Generator`).
+
+        ``guidance`` (a CVAE's, default 0: off) strengthens the conditions in the manner of
+        classifier-free guidance: the logits become ``l(z, c) + guidance · (l(z, c) −
+        l(z, c̄))``, with ``c̄`` the training set's mean properties, so that whatever the
+        targets change in the decoder's output is changed more."""
         logits = self._decode_logits(z, delta_e, energy_pa, volume_pa, properties)
+        if guidance:
+            if not self.conditional:
+                raise ValueError("guidance strengthens the conditions of a CVAE; the "
+                                 "unconditioned VAE has none")
+            mean = np.repeat(self.scaler_mean_[None], len(logits), axis=0)
+            logits = logits + float(guidance) * (logits - self._decode_logits(
+                z, properties=mean))
         return _pick_counts(logits, sampling, decode_temperature, random_state)
 
     def _decode_logits(self, z, delta_e=None, energy_pa=None, volume_pa=None,
@@ -614,7 +627,8 @@ class DING:
                  temperature: float = 1.0, latent: str = "posterior",
                  sampling: str = "categorical",
                  decode_temperature: float = 1.0, min_elements: int = 2,
-                 batch_size: int = 2048, max_samples: int | None = None) -> Candidates:
+                 guidance: float = 0.0, batch_size: int = 2048,
+                 max_samples: int | None = None) -> Candidates:
         """``n`` unique, valid compositions (:class:`Candidate`, an :class:`ase.formula.Formula`
         with ``properties`` predicted by the predictors and a ``novel`` flag).
 
@@ -627,7 +641,8 @@ class DING:
         default; logits / ``decode_temperature``) or takes the most probable count
         (``sampling="argmax"``, the paper's); see :meth:`decode`. A decoded composition is valid
         when it holds at least ``min_elements`` different elements (:func:`is_valid`); invalid
-        ones and repeats are dropped. The default 2 asks for compounds: OQMD formation
+        ones and repeats are dropped. ``guidance`` (a CVAE's, default 0) strengthens the
+        targets' effect on decoding (:meth:`decode`). The default 2 asks for compounds: OQMD formation
         enthalpies are taken relative to the elements, so a single element has
         ``delta_e`` = 0 by definition and cannot meet a formation-enthalpy target, and the
         training data are compounds (7 of the 21,766 training compositions of the shared
@@ -690,7 +705,8 @@ class DING:
             drawn += m
             counts = self.decode(z, properties=np.repeat(targets[None], m, axis=0)
                                  if self.conditional else None, sampling=sampling,
-                                 decode_temperature=decode_temperature, random_state=gen)
+                                 decode_temperature=decode_temperature, random_state=gen,
+                                 guidance=guidance)
             fresh = []
             for c, ok in zip(counts, is_valid(counts, min_elements)):
                 if not ok:
