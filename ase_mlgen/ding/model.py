@@ -138,6 +138,13 @@ SAMPLINGS = ("argmax", "categorical")
 LATENTS = ("prior", "posterior")
 
 
+def _one_of(name: str, value, choices: tuple):
+    """``value`` if it is one of ``choices``, else a ValueError naming the parameter."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+    return value
+
+
 def _pick_counts(logits, sampling: str = "argmax", decode_temperature: float = 1.0,
                  random_state=None) -> np.ndarray:
     """Counts ``(N, 89)`` from decoder logits ``(N, 89, 11)``: the most probable count of each
@@ -244,20 +251,16 @@ class DING:
             raise ValueError(f"substitution is a probability per training composition and "
                              f"must lie in [0, 1], got {substitution}")
         self.substitution = float(substitution)
-        if substitution_labels not in SUBSTITUTION_LABELS:
-            raise ValueError(f"substitution_labels must be one of {SUBSTITUTION_LABELS}, not "
-                             f"{substitution_labels!r}")
-        self.substitution_labels = substitution_labels
+        self.substitution_labels = _one_of("substitution_labels", substitution_labels,
+                                           SUBSTITUTION_LABELS)
         if int(substitution_variants) < 1:
             raise ValueError(f"substitution_variants must be at least 1, got "
                              f"{substitution_variants}")
         self.substitution_variants = int(substitution_variants)
         from ase_mlgen.ding.nets import DECODER_CONDITIONING
 
-        if decoder_conditioning not in DECODER_CONDITIONING:
-            raise ValueError(f"decoder_conditioning must be one of {DECODER_CONDITIONING}, "
-                             f"not {decoder_conditioning!r}")
-        self.decoder_conditioning = decoder_conditioning
+        self.decoder_conditioning = _one_of("decoder_conditioning", decoder_conditioning,
+                                            DECODER_CONDITIONING)
         self.early_stopping = None if early_stopping is None else int(early_stopping)
         self.predictor_early_stopping = None if predictor_early_stopping is None \
             else int(predictor_early_stopping)
@@ -406,9 +409,7 @@ class DING:
             run_dir = Path(tmp.name) / "run"
         try:
             config = prepare_run(self, table, val, Path(run_dir), resume)
-            if warm_start not in WARM_STARTS:
-                raise ValueError(f"warm_start must be one of {WARM_STARTS}, not "
-                                 f"{warm_start!r}")
+            _one_of("warm_start", warm_start, WARM_STARTS)
             if warm_start and "init" not in config:
                 from ase_mlgen.utils.io import atomic_torch_save
 
