@@ -6,19 +6,20 @@
         [--guidance 0 0.5] [-n 1000]
         [--name ding_sampling]
 
-Several CVAE/VAE pairs (``--cvae A B … --vae a b …``, e.g. the five model seeds of one
-recipe) are measured one after the other; ``across_models`` in the JSON then gives, per
-setting, every model's largest ratio, smallest uniqueness and novelty, and how many models meet
-every target. For every combination of latent source (``prior``: z ~ N(0, T²); ``posterior``: a training
-composition's latent mean plus T × its spread), latent temperature T, decoding
-(``categorical`` at each ``--decode-temperature``, or ``argmax``) and CVAE guidance
-(``DING.decode(guidance=…)``; the VAE has no conditions to guide), the trained CVAE (a finished ``bench/ding.py`` run folder or a
-DING file) generates ``-n`` unique compositions for each of the paper's two target sets and the
-VAE baseline the same number with the same settings, exactly as ``bench/ding.py`` measures them
-(its ``_generation``: predicted properties by the CVAE's predictors, median absolute deviation
-from the targets, the CVAE/VAE ratio, uniqueness of the first ``-n`` raw samples, novelty
-against the training split). Writes ``<name>.json`` into ``--out`` with, per setting, whether it
-meets every generation target of issue #8 (ratios ≤ 0.5, ≥ 90 % unique, ≥ 80 % novel).
+Several CVAE/VAE pairs (``--cvae A B … --vae a b …``, e.g. the five model seeds of one recipe)
+are measured one after the other; ``across_models`` in the JSON then gives, per setting, every
+model's largest ratio, smallest uniqueness and novelty, and how many models meet every target.
+For every combination of latent source (``prior``: z ~ N(0, T²); ``posterior``: a training
+composition's latent mean plus T × its spread), latent temperature T, decoding (``categorical``
+at each ``--decode-temperature``, or ``argmax``) and CVAE guidance (``DING.decode(guidance=…)``;
+the VAE has no conditions to guide), the trained CVAE (a finished ``bench/ding.py`` run folder
+or a DING file) generates ``-n`` unique compositions for each of the paper's two target sets and
+the VAE baseline the same number with the same settings, exactly as ``bench/ding.py`` measures
+them (its ``_generation``: predicted properties by the CVAE's predictors, median absolute
+deviation from the targets, the CVAE/VAE ratio, uniqueness of the first ``-n`` raw samples,
+novelty against the training split). Writes ``<name>.json`` into ``--out`` with, per setting,
+whether it meets every generation target of issue #8 (ratios ≤ 0.5, ≥ 90 % unique, ≥ 80 %
+novel).
 """
 from __future__ import annotations
 

@@ -643,8 +643,8 @@ class DING:
         (``sampling="argmax"``, the paper's); see :meth:`decode`. A decoded composition is valid
         when it holds at least ``min_elements`` different elements (:func:`is_valid`); invalid
         ones and repeats are dropped. ``guidance`` (a CVAE's, default 0) strengthens the
-        targets' effect on decoding (:meth:`decode`). The default 2 asks for compounds: OQMD formation
-        enthalpies are taken relative to the elements, so a single element has
+        targets' effect on decoding (:meth:`decode`). The default 2 asks for compounds: OQMD
+        formation enthalpies are taken relative to the elements, so a single element has
         ``delta_e`` = 0 by definition and cannot meet a formation-enthalpy target, and the
         training data are compounds (7 of the 21,766 training compositions of the shared
         split are elements). ``min_elements=1`` accepts any composition with atoms (the

@@ -17,8 +17,9 @@ trains the generator on element-substituted compositions
 (:func:`~ase_mlgen.ding.nets.substitute_elements`), drawn anew every epoch, conditioned on the
 original composition's properties; with ``substitution_labels="predicted"`` the predictor
 stages come first, ``substitution_variants`` substituted variants of every training
-composition are drawn and labelled once by the trained predictors, and each epoch a composition is replaced by one of
-its variants (probability ``substitution``) under the variant's predicted properties;
+composition are drawn and labelled once by the trained predictors, and each epoch a
+composition is replaced by one of its variants (probability ``substitution``) under the
+variant's predicted properties;
 ``schedule="cosine"`` anneals its learning rate to ``min_lr`` over ``epochs``.
 
 A warm-started run (``DING.train(..., warm_start=True)``) holds ``init.pt``, the model it
