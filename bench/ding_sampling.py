@@ -44,16 +44,6 @@ def _load(path: str):
     return DING.load(p / "model.pt" if p.is_dir() else p, device="cpu")
 
 
-def _meets(entries: list, targets: dict) -> dict:
-    ratios = [v for e in entries for v in e["mad_ratio_cvae_over_vae"].values()]
-    unique = [e["cvae"]["raw_samples"]["unique_of_valid"] for e in entries]
-    novel = [e["cvae"]["novel_vs_train"] or 0.0 for e in entries]
-    return {"max_mad_ratio": max(ratios), "min_unique": min(unique), "min_novel": min(novel),
-            "all_targets_met": bool(max(ratios) <= targets["mad_ratio"]
-                                    and min(unique) >= targets["unique"]
-                                    and min(novel) >= targets["novel"])}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,7 +113,7 @@ def main(argv=None) -> int:
 
 def _measure(results: dict, pair: int, cvae, vae, setting: tuple, args, all_keys: set) -> None:
     """One sampling setting of one CVAE/VAE pair, appended to ``results["settings"]``."""
-    from ding import TARGETS, _generation
+    from ding import _generation, generation_summary
 
     latent, temperature, sampling, decode_temperature, guidance = setting
     if sampling == "argmax" and decode_temperature != args.decode_temperature[0]:
@@ -133,7 +123,8 @@ def _measure(results: dict, pair: int, cvae, vae, setting: tuple, args, all_keys
               "min_elements": args.min_elements}
     t0 = time.perf_counter()
     entries, _ = _generation(cvae, vae, gen_kw, args.n, all_keys, quiet=True)
-    summary = _meets(entries, TARGETS)
+    summary = {k: v for k, v in generation_summary(entries).items()
+               if k in ("max_mad_ratio", "min_unique", "min_novel", "all_targets_met")}
     results["settings"].append({
         "model": pair, "settings": gen_kw, **summary,
         "seconds": round(time.perf_counter() - t0, 1),

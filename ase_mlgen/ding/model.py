@@ -399,6 +399,7 @@ class DING:
         from ase_mlgen.ding.training import LOADER, TASK, prepare_run
         from ase_mlgen.jobs import submit
 
+        _one_of("warm_start", warm_start, WARM_STARTS)
         if device is not None:
             self.device = device
         if background and run_dir is None:
@@ -409,7 +410,6 @@ class DING:
             run_dir = Path(tmp.name) / "run"
         try:
             config = prepare_run(self, table, val, Path(run_dir), resume)
-            _one_of("warm_start", warm_start, WARM_STARTS)
             if warm_start and "init" not in config:
                 from ase_mlgen.utils.io import atomic_torch_save
 
