@@ -115,6 +115,7 @@ def _train_all(specs, train, val, args) -> dict:
                   predictor_input=inputs[0] if len(inputs) == 1 else tuple(inputs),
                   **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
                      if args.predictor_dropout else {}),
+                  **({"kl_weight": args.kl_weight} if args.kl_weight is not None else {}),
                   threads=args.threads, device=args.device)
         _check_same_recipe(run, kw)
         t0 = time.perf_counter()
@@ -223,6 +224,9 @@ def main(argv=None) -> int:
                         help="CVAE decoder gets the conditions with the latent vector (the "
                              "paper's) or at every layer")
     parser.add_argument("--latent-dim", type=int, default=32, help="latent size (paper: 32)")
+    parser.add_argument("--kl-weight", type=float, default=None,
+                        help="weight of the KL term of the CVAE and VAE loss (default: the "
+                             "model's, 0.05)")
     parser.add_argument("--name", default=None,
                         help="stem of the JSON and PNG written (default: ding[_inputs])")
     parser.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
@@ -296,6 +300,7 @@ def main(argv=None) -> int:
                   "substitution_variants": args.substitution_variants,
                   "decoder_conditioning": args.decoder_conditioning,
                   "latent_dim": args.latent_dim,
+                  "kl_weight": args.kl_weight if args.kl_weight is not None else 0.05,
                   "predictor_early_stopping": args.predictor_early_stopping,
                   "warm_start": args.warm_start, "predictors_from": args.predictors_from,
                   "torch_threads": args.threads,
