@@ -33,7 +33,7 @@ generator and its one-hot predictors are kept, only the new members are trained.
 ``--predictors-from MODEL`` gives every CVAE run that needs predictors (seed 0; every seed with
 ``--substitution-labels predicted``) the predictors of MODEL and trains only its generator.
 ``--early-stopping`` applies to the generator, ``--predictor-early-stopping`` to the predictor
-stages. ``--schedule``, ``--substitution`` and ``--latent-dim`` set the generator's recipe (the
+stages. ``--schedule``, ``--substitution``, ``--latent-dim`` and ``--kl-weight`` set the generator's recipe (the
 paper's: plateau, 0, 32); the issue-#8 recipe is ``--substitution 0.5 --schedule cosine
 --latent-dim 64 --epochs 150`` (``doc/ding.md``). A runs folder holds one recipe: give each
 recipe its own ``--runs`` (finished runs there are reused).
