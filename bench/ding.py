@@ -33,10 +33,10 @@ generator and its one-hot predictors are kept, only the new members are trained.
 ``--predictors-from MODEL`` gives every CVAE run that needs predictors (seed 0; every seed with
 ``--substitution-labels predicted``) the predictors of MODEL and trains only its generator.
 ``--early-stopping`` applies to the generator, ``--predictor-early-stopping`` to the predictor
-stages. ``--schedule``, ``--substitution``, ``--latent-dim`` and ``--kl-weight`` set the generator's recipe (the
-paper's: plateau, 0, 32); the issue-#8 recipe is ``--substitution 0.5 --schedule cosine
---latent-dim 64 --epochs 150`` (``doc/ding.md``). A runs folder holds one recipe: give each
-recipe its own ``--runs`` (finished runs there are reused).
+stages. ``--schedule``, ``--substitution``, ``--latent-dim`` and ``--kl-weight`` set the
+generator's recipe (the paper's: plateau, 0, 32, 0.05); the issue-#8 recipe is
+``--substitution 0.5 --schedule cosine --latent-dim 64 --epochs 150`` (``doc/ding.md``). A runs
+folder holds one recipe: give each recipe its own ``--runs`` (finished runs there are reused).
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def _train_all(specs, train, val, args) -> dict:
                   predictor_input=inputs[0] if len(inputs) == 1 else tuple(inputs),
                   **({"predictor_dropout": (0.0, *args.predictor_dropout, 0.0, 0.0, 0.0)}
                      if args.predictor_dropout else {}),
-                  **({"kl_weight": args.kl_weight} if args.kl_weight is not None else {}),
+                  kl_weight=args.kl_weight,
                   threads=args.threads, device=args.device)
         _check_same_recipe(run, kw)
         t0 = time.perf_counter()
@@ -178,7 +178,7 @@ def _raw_uniqueness(model, targets, n: int, seed: int, gen_kw: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    from ase_mlgen.ding.model import SUBSTITUTION_LABELS
+    from ase_mlgen.ding.model import DEFAULTS, SUBSTITUTION_LABELS
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -224,9 +224,8 @@ def main(argv=None) -> int:
                         help="CVAE decoder gets the conditions with the latent vector (the "
                              "paper's) or at every layer")
     parser.add_argument("--latent-dim", type=int, default=32, help="latent size (paper: 32)")
-    parser.add_argument("--kl-weight", type=float, default=None,
-                        help="weight of the KL term of the CVAE and VAE loss (default: the "
-                             "model's, 0.05)")
+    parser.add_argument("--kl-weight", type=float, default=DEFAULTS["kl_weight"],
+                        help="weight of the KL term of the CVAE and VAE loss (paper: 0.05)")
     parser.add_argument("--name", default=None,
                         help="stem of the JSON and PNG written (default: ding[_inputs])")
     parser.add_argument("--predictor-schedule", choices=("plateau", "cosine"),
@@ -300,7 +299,7 @@ def main(argv=None) -> int:
                   "substitution_variants": args.substitution_variants,
                   "decoder_conditioning": args.decoder_conditioning,
                   "latent_dim": args.latent_dim,
-                  "kl_weight": args.kl_weight if args.kl_weight is not None else 0.05,
+                  "kl_weight": args.kl_weight,
                   "predictor_early_stopping": args.predictor_early_stopping,
                   "warm_start": args.warm_start, "predictors_from": args.predictors_from,
                   "torch_threads": args.threads,

@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True, help="run folder of the new generator")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--kl-weight", type=float, default=0.05)
+    parser.add_argument("--kl-weight", type=float, default=None,
+                        help="weight of the KL term (default: DING's, the paper's 0.05)")
     parser.add_argument("--substitution", type=float, default=0.5)
     parser.add_argument("--substitution-variants", type=int, default=32)
     parser.add_argument("--latent-dim", type=int, default=64)
@@ -46,13 +47,16 @@ def main(argv=None) -> int:
 
     from ase_mlgen import DING
     from ase_mlgen.data.oqmd import load_oqmd, split
+    from ase_mlgen.ding.model import DEFAULTS
+    from ase_mlgen.utils.io import atomic_json_dump
 
     torch.set_num_threads(1)
     train, val, test = split(load_oqmd(args.data), seed=0)
     recipe = dict(conditional=True, epochs=args.epochs, schedule="cosine",
                   substitution=args.substitution, substitution_labels="predicted",
                   substitution_variants=args.substitution_variants,
-                  latent_dim=args.latent_dim, kl_weight=args.kl_weight,
+                  latent_dim=args.latent_dim,
+                  kl_weight=DEFAULTS["kl_weight"] if args.kl_weight is None else args.kl_weight,
                   random_state=args.seed, threads=1, device="cpu")
     model = DING.load(args.predictors_from, device="cpu").set_params(**recipe)
     run = Path(args.run)
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
               "seconds": round(time.perf_counter() - t0, 1),
               "machine": {"platform": platform.platform(), "torch": torch.__version__,
                           "torch_threads": 1}}
-    (run / "probe.json").write_text(json.dumps(result, indent=1))
+    atomic_json_dump(result, run / "probe.json")
     print(json.dumps(result), flush=True)
     return 0
 
