@@ -501,9 +501,10 @@ def test_cli_train_and_generate(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["ding", "train", str(csv), "--out", str(run), "--epochs", "2",
                  "--predictor-epochs", "1", "--finetune-epochs", "1", "--threads", "1",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--kl-weight", "0.075"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "done" and out["n_train"] == 96
+    assert DING.load(run / "model.pt").kl_weight == 0.075
     assert main(["ding", "generate", str(run), "--delta-e", "-1", "--energy-pa", "-5.5",
                  "--volume-pa", "12", "-n", "5", "--out", str(tmp_path / "g.csv"),
                  "--latent", "posterior", "--sampling", "categorical"]) == 0
@@ -697,3 +698,12 @@ def test_decoding_guidance(trained, data):
     with pytest.raises(ValueError, match="guidance"):
         vae.decode(z[:, :vae.latent_dim], guidance=0.5)
     assert len(model.generate(5, **target, random_state=0, guidance=0.5)) == 5
+    # generate's default: GENERATE_GUIDANCE for a CVAE (not 0), none for the VAE
+    from ase_mlgen.ding.model import GENERATE_GUIDANCE
+
+    default = model.generate(20, **target, random_state=1, sampling="argmax")
+    assert default.formulas() == model.generate(20, **target, random_state=1, sampling="argmax",
+                                                guidance=GENERATE_GUIDANCE).formulas()
+    assert default.formulas() != model.generate(20, **target, random_state=1, sampling="argmax",
+                                                guidance=0.0).formulas()
+    assert len(vae.generate(3, random_state=0)) == 3

@@ -98,7 +98,8 @@ def register(subparsers) -> None:
                    help="softmax temperature of categorical decoding")
     g.add_argument("--guidance", type=float, default=None,
                    help="strengthen the targets' effect on a CVAE's decoding (classifier-free "
-                        "guidance against the training mean; default 0: off)")
+                        "guidance against the training mean; default: DING.generate's, 0.5 "
+                        "for a CVAE)")
     g.add_argument("--min-elements", type=int, default=None,
                    help="fewest different elements of a valid composition (default 2: "
                         "compounds; 1: any composition with atoms)")

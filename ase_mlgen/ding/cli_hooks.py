@@ -24,7 +24,7 @@ _HYPER = {"epochs": "epochs", "predictor_epochs": "predictor_epochs",
           "schedule": "schedule", "substitution": "substitution",
           "substitution_labels": "substitution_labels",
           "substitution_variants": "substitution_variants",
-          "decoder_conditioning": "decoder_conditioning"}
+          "decoder_conditioning": "decoder_conditioning", "kl_weight": "kl_weight"}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -103,6 +103,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the CVAE decoder gets the conditions: with the latent vector "
                         "(default, the paper's) or at every layer")
     p.add_argument("--latent-dim", type=int, help="latent dimension (default 32)")
+    p.add_argument("--kl-weight", type=float, metavar="W",
+                   help="weight of the generator's KL term (default 0.05, the paper's; 0.075 in "
+                        "the recipe that meets issue #8's targets, doc/ding.md)")
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="end the generator stage after this many epochs without validation "
                         "improvement")
