@@ -136,9 +136,10 @@ class Candidates(list):
 
 SAMPLINGS = ("argmax", "categorical")
 LATENTS = ("prior", "posterior")
-# a CVAE's decoding guidance in generate() unless given: the weakest of the tested strengths
-# (0.5, 1, 1.5, 2) with which every generation target of issue #8 holds in 5 of 5 model seeds
-# (doc/ding.md "Seventh round"); stronger guidance moves energy and volume away again
+# a CVAE's decoding guidance in generate() unless given. With the posterior latents, of the
+# strengths 0, 0.5 and 1 only 0.5 meets every generation target of issue #8, in all ten trained
+# model pairs of two recipes (doc/ding.md "Seventh round"); 0 leaves the samples near their
+# training compositions' properties and 1 overshoots energy and volume
 GENERATE_GUIDANCE = 0.5
 
 
