@@ -34,9 +34,12 @@ generator and its one-hot predictors are kept, only the new members are trained.
 ``--substitution-labels predicted``) the predictors of MODEL and trains only its generator.
 ``--early-stopping`` applies to the generator, ``--predictor-early-stopping`` to the predictor
 stages. ``--schedule``, ``--substitution``, ``--latent-dim`` and ``--kl-weight`` set the
-generator's recipe (the paper's: plateau, 0, 32, 0.05); the issue-#8 recipe is
-``--substitution 0.5 --schedule cosine --latent-dim 64 --epochs 150`` (``doc/ding.md``). A runs
-folder holds one recipe: give each recipe its own ``--runs`` (finished runs there are reused).
+generator's recipe (the paper's: plateau, 0, 32, 0.05); the recipe that meets issue #8's
+targets (``doc/ding.md``, "Seventh round") is ``--epochs 150 --schedule cosine --latent-dim 64
+--substitution 0.75 --kl-weight 0.075 --substitution-labels predicted --substitution-variants
+32``, generated with ``--latent posterior --sampling categorical --guidance 0.5``
+(``DING.generate``'s defaults). A runs folder holds one recipe: give each recipe its own
+``--runs`` (finished runs there are reused).
 """
 from __future__ import annotations
 

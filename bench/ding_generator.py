@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
+    from ase_mlgen.ding.model import DEFAULTS
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictors-from", required=True, metavar="MODEL",
@@ -35,7 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True, help="run folder of the new generator")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--kl-weight", type=float, default=None,
+    parser.add_argument("--kl-weight", type=float, default=DEFAULTS["kl_weight"],
                         help="weight of the KL term (default: DING's, the paper's 0.05)")
     parser.add_argument("--substitution", type=float, default=0.5)
     parser.add_argument("--substitution-variants", type=int, default=32)
@@ -47,7 +49,6 @@ def main(argv=None) -> int:
 
     from ase_mlgen import DING
     from ase_mlgen.data.oqmd import load_oqmd, split
-    from ase_mlgen.ding.model import DEFAULTS
     from ase_mlgen.utils.io import atomic_json_dump
 
     torch.set_num_threads(1)
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
                   substitution=args.substitution, substitution_labels="predicted",
                   substitution_variants=args.substitution_variants,
                   latent_dim=args.latent_dim,
-                  kl_weight=DEFAULTS["kl_weight"] if args.kl_weight is None else args.kl_weight,
+                  kl_weight=args.kl_weight,
                   random_state=args.seed, threads=1, device="cpu")
     model = DING.load(args.predictors_from, device="cpu").set_params(**recipe)
     run = Path(args.run)
