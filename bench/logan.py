@@ -11,11 +11,15 @@ thread each) on the 39 QM9 molecules of composition C4H10O and C6H14O; each memb
 C5H12O constitutional isomers (bond-graph isomorphism; 14 exist: 8 alcohols, 6 ethers) are
 counted. Relaxations of a structure picked for several k are done once.
 
-SiO2 (``--sio2 TARGET ...``): train on the polymorphs in ``mp-TARGET_training.extxyz`` except
-the held-back target (the file's last structure), generate the target's atom count in its cell,
-filter ``--sio2-k`` candidates, relax them and an equal number of random structures (atoms no
-closer than 0.9 × the shortest training distance) the same way, and report the lowest and median
-energies, space groups and coordination numbers.
+SiO2 (``--sio2 TARGET ...`` or ``all``): for each target, train ``--sio2-models`` LoGANs (with
+generator snapshots) on the polymorphs of at most ``--sio2-max-atoms`` atoms in
+``mp-TARGET_training.extxyz`` (the target itself is held back; its cell and atom count are
+recovered by :func:`sio2_targets`), generate the target's atoms in its cell, pick ``--sio2-k``
+candidates with each filter of ``--sio2-filters`` (``paper``: minimum distance, PCA + k-means;
+``coordination``: the same among the structures with the fewest Si/O coordination defects),
+relax them and as many random structures (atoms no closer than 0.9 × the shortest training
+distance) with the BKS pair potential in the fixed cell, and report the lowest and median
+energies, space groups and coordination before and after relaxation.
 
 Writes ``logan.json`` and ``logan_pca.png`` into ``--out``.
 """
@@ -340,16 +344,14 @@ def _plot_pca(pca_info, relaxed, path, k):
 
 
 # ----------------------------------------------------------------------------------------------
-def _coordination(atoms, cutoff=2.0):
-    d = atoms.get_all_distances(mic=True)
-    np.fill_diagonal(d, np.inf)
-    si = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "Si"]
-    o = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "O"]
-    cn_si = [int(np.sum(d[i, o] < cutoff)) for i in si]
-    cn_o = [int(np.sum(d[i, si] < cutoff)) for i in o]
-    return {"si_4_fold": int(sum(c == 4 for c in cn_si)), "n_si": len(si),
-            "o_2_fold": int(sum(c == 2 for c in cn_o)), "n_o": len(o),
-            "all_ideal": bool(all(c == 4 for c in cn_si) and all(c == 2 for c in cn_o))}
+def _coordination(atoms):
+    """Si–O coordination of a silica structure (periodic images counted separately)."""
+    from ase_mlgen.structures.coordination import (SILICA_CUTOFFS, SILICA_IDEAL,
+                                                   coordination_summary)
+
+    c = coordination_summary(atoms, SILICA_IDEAL, SILICA_CUTOFFS)
+    return {"si_4_fold": c["Si"][0], "n_si": c["Si"][1], "o_2_fold": c["O"][0],
+            "n_o": c["O"][1], "defects": c["defects"], "all_ideal": c["all_ideal"]}
 
 
 def _random_crystal(template, dmin, rng, tries=20000):
@@ -419,10 +421,70 @@ def sio2_targets(data_dir):
     return out
 
 
-def sio2(args, report):
-    from ase_mlgen.generators.logan import LoGAN
-    from ase_mlgen.generators.logan.bks import BKS
+def _sio2_train(args, targets, wanted):
+    """Train ``--sio2-models`` LoGAN members for every wanted target as background jobs,
+    ``--parallel`` jobs at a time (one per target, its members one after the other). Returns
+    ``{target: (models, wall seconds of that target's job)}``."""
+    import shutil
+
+    from ase import Atoms
+
+    from ase_mlgen.generators.logan import LoGANEnsemble, train
+
+    params = {"epochs": args.sio2_epochs, "lr_generator": args.lr, "lr_critic": args.lr,
+              "r_cut": args.sio2_rcut, "n_max": args.sio2_nmax, "max_neighbours": 12,
+              "rattle": args.sio2_rattle, "cell_margin": args.sio2_cell_margin,
+              "snapshot_every": args.sio2_snapshot_every,
+              "snapshot_start": args.sio2_snapshot_start, "device": "cpu"}
+    pending = [t for t in wanted if t in targets]
+    running, done = {}, {}
+    while pending or running:
+        while pending and len(running) < max(1, args.parallel):
+            target = pending.pop(0)
+            spec = targets[target]
+            held = Atoms(numbers=spec["numbers"], cell=spec["cell"], pbc=True)
+            train_images = [a for a in spec["training"] if len(a) <= args.sio2_max_atoms]
+            run = Path(args.workdir) / "sio2" / target
+            resume = run.exists() and args.resume
+            if run.exists() and not resume:
+                shutil.rmtree(run)
+            job = train(train_images, held, held.cell.array, run_dir=run,
+                        n_models=args.sio2_models, random_state=args.seed, variations=[{}],
+                        background=True, resume=resume, threads=args.threads, **params)
+            running[target] = (job, time.perf_counter())
+            print(f"SiO2 {target}: training {args.sio2_models} member(s) in {run}", flush=True)
+        time.sleep(2)
+        for target, (job, t0) in list(running.items()):
+            if job.done():
+                res = job.result()
+                models = res.models if isinstance(res, LoGANEnsemble) else [res]
+                done[target] = (models, time.perf_counter() - t0)
+                del running[target]
+                print(f"SiO2 {target}: trained in {done[target][1]:.0f} s", flush=True)
+    return done
+
+
+def _pick_sio2(pool, k, dmin, seed, filter_name):
+    """``k`` candidates of ``pool``: the paper's filter (minimum distance, PCA + k-means), or
+    ``coordination``: the same among the structures whose every Si has four O and every O two
+    Si (within 2.0 Å); when fewer than ``k`` qualify, among those with the fewest coordination
+    defects that leave ``k`` (``representatives(prefer=...)``)."""
     from ase_mlgen.select import representatives
+    from ase_mlgen.structures.coordination import (SILICA_CUTOFFS, SILICA_IDEAL,
+                                                   coordination_defects)
+
+    prefer = None
+    if filter_name == "coordination":
+        def prefer(atoms):
+            return coordination_defects(atoms, SILICA_IDEAL, SILICA_CUTOFFS)
+    return representatives(pool, k, min_distance=dmin, random_state=seed, prefer=prefer)
+
+
+def sio2(args, report):
+    from ase import Atoms
+
+    from ase_mlgen.generators.logan import LoGANEnsemble
+    from ase_mlgen.generators.logan.bks import BKS
     from ase_mlgen.structures.crystals import space_group
 
     data = Path(args.data) / "SiO2"
@@ -431,40 +493,34 @@ def sio2(args, report):
         return
     targets = sio2_targets(data)
     calculator = BKS if args.sio2_calculator == "bks" else args.sio2_calculator
-    out = {}
     wanted = args.sio2 if args.sio2 != ["all"] else sorted(targets)
+    t0 = time.perf_counter()
+    trained = _sio2_train(args, targets, wanted)
+    train_wall = time.perf_counter() - t0
+    out = {}
     for target in wanted:
         if target not in targets:
             out[target] = {"skipped": "target not identified in the data"}
             continue
         spec = targets[target]
-        from ase import Atoms
-
         held = Atoms(numbers=spec["numbers"], cell=spec["cell"], pbc=True)
         train = [a for a in spec["training"] if len(a) <= args.sio2_max_atoms]
         dmin = min(np.min(a.get_all_distances(mic=True)[np.triu_indices(len(a), 1)])
                    for a in train if len(a) > 1)
+        models, train_s = trained[target]
+        ensemble = LoGANEnsemble(models)
         t0 = time.perf_counter()
-        model = LoGAN(random_state=args.seed, epochs=args.sio2_epochs, lr_generator=args.lr,
-                      lr_critic=args.lr, r_cut=args.sio2_rcut, n_max=args.sio2_nmax,
-                      max_neighbours=12,
-                      rattle=args.sio2_rattle, device="cpu")
-        model.fit(train, composition=held, cell=held.cell.array, pbc=True)
-        train_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pool = model.generate(args.sio2_pool, random_state=args.seed)
+        pool = ensemble.generate(args.sio2_pool, random_state=args.seed,
+                                 snapshots=args.sio2_snapshot_every > 0)
         gen_s = time.perf_counter() - t0
-        picked = representatives(pool, args.sio2_k, min_distance=0.9 * dmin,
-                                 random_state=args.seed)
-        n_close = len(picked)
-        if len(picked) < args.sio2_k:  # too few far enough apart: fill up with the others
-            extra = representatives(pool, args.sio2_k, min_distance=None, random_state=args.seed)
-            have = {a.info["source_index"] for a in picked}
-            picked += [a for a in extra if a.info["source_index"] not in have][
-                :args.sio2_k - len(picked)]
+        pool_coord = [_coordination(a) for a in pool]
+        t0 = time.perf_counter()
+        picks = {name: _pick_sio2(pool, args.sio2_k, 0.9 * dmin, args.seed, name)
+                 for name in args.sio2_filters}
+        filter_s = time.perf_counter() - t0
         rng = np.random.default_rng(args.seed)
         randoms = []
-        while len(randoms) < len(picked):
+        while len(randoms) < args.sio2_k:
             r = _random_crystal(held, 0.9 * dmin, rng)
             if r is not None:
                 randoms.append(r)
@@ -472,22 +528,16 @@ def sio2(args, report):
         def evaluate(structs):
             results = _relax(structs, calculator, args.fmax, args.sio2_steps, args.workers)
             rows = []
-            for atoms, energy in results:
+            for start, (atoms, energy) in zip(structs, results):
                 if atoms is None or energy is None:
                     rows.append(None)
                     continue
+                before = _coordination(start)
                 rows.append({"energy_per_atom": float(energy) / len(atoms),
                              "spacegroup": space_group(atoms, symprec=0.1),
+                             "ideal_before_relaxation": before["all_ideal"],
                              **_coordination(atoms)})
             return rows
-
-        t0 = time.perf_counter()
-        logan_rows = evaluate(picked)
-        random_rows = evaluate(randoms)
-        relax_s = time.perf_counter() - t0
-        # reference: the training structures with the target's atom count, relaxed the same way
-        refs = [a for a in spec["training"] if len(a) == len(held)][:args.sio2_refs]
-        ref_rows = evaluate(refs) if refs else []
 
         def stats(rows):
             e = [r["energy_per_atom"] for r in rows if r]
@@ -498,35 +548,99 @@ def sio2(args, report):
                     "lowest_energy_per_atom": round(min(e), 4),
                     "median_energy_per_atom": round(float(np.median(e)), 4),
                     "best": best,
-                    "ideal_coordination": sum(r["all_ideal"] for r in rows if r),
+                    "relaxed": [[round(r["energy_per_atom"], 4), r["all_ideal"]]
+                                for r in rows if r],
+                    "ideal_coordination_after_relaxation": sum(r["all_ideal"]
+                                                               for r in rows if r),
+                    "ideal_coordination_before_relaxation": sum(
+                        r["ideal_before_relaxation"] for r in rows if r),
                     "spacegroups": dict(Counter(r["spacegroup"] for r in rows if r))}
 
-        lg, rd = stats(logan_rows), stats(random_rows)
-        out[target] = {"formula": held.get_chemical_formula(), "atoms": len(held),
-                       "cell_source": spec["source"],
-                       "cellpar": np.round(held.cell.cellpar(), 3).tolist(),
-                       "training_structures": len(train),
-                       "train_seconds": round(train_s, 1),
-                       "generate_seconds": round(gen_s, 3),
-                       "relax_seconds": round(relax_s, 1),
-                       "min_distance_filter": round(0.9 * dmin, 3),
-                       "candidates_passing_min_distance": n_close,
-                       "logan": lg, "random": rd,
-                       "training_polymorphs_same_size_relaxed": stats(ref_rows),
-                       "logan_median_below_random": bool(
-                           lg.get("median_energy_per_atom", np.inf)
-                           < rd.get("median_energy_per_atom", -np.inf)),
-                       "load_average": os.getloadavg()}
+        t0 = time.perf_counter()
+        results = {name: stats(evaluate(p)) for name, p in picks.items()}
+        random_stats = stats(evaluate(randoms))
+        relax_s = time.perf_counter() - t0
+        # reference: the training structures with the target's atom count, relaxed the same way
+        refs = [a for a in spec["training"] if len(a) == len(held)][:args.sio2_refs]
+        ref_stats = stats(evaluate(refs)) if refs else {"n": 0}
+        rd_median = random_stats.get("median_energy_per_atom", -np.inf)
+        out[target] = {
+            "formula": held.get_chemical_formula(), "atoms": len(held),
+            "cell_source": spec["source"], "cellpar": np.round(held.cell.cellpar(), 3).tolist(),
+            "training_structures": len(train), "models": len(models),
+            "snapshots": sum(len(m.snapshots) for m in models),
+            "train_seconds_wall": round(train_s, 1),
+            "train_seconds_per_model": [round(m.fit_seconds or 0, 1) for m in models],
+            "final_wasserstein": [round(m.history[-1]["wasserstein"], 2) if m.history else None
+                                  for m in models],
+            "generated": len(pool), "generate_seconds": round(gen_s, 3),
+            "pool_ideal_coordination": sum(c["all_ideal"] for c in pool_coord),
+            "pool_defects": dict(sorted(Counter(c["defects"] for c in pool_coord).items())),
+            "filter_seconds": round(filter_s, 2), "relax_seconds": round(relax_s, 1),
+            "min_distance_filter": round(0.9 * dmin, 3),
+            **{f"logan_{name}_filter": r for name, r in results.items()},
+            "random": random_stats,
+            "training_polymorphs_same_size_relaxed": ref_stats,
+            **{f"logan_{name}_median_below_random": bool(
+                r.get("median_energy_per_atom", np.inf) < rd_median)
+               for name, r in results.items()},
+            **{f"logan_{name}_all_chosen_ideal_after_relaxation": bool(
+                r.get("n") == args.sio2_k
+                and r.get("ideal_coordination_after_relaxation") == args.sio2_k)
+               for name, r in results.items()},
+            "load_average": os.getloadavg()}
         print(json.dumps({target: out[target]}, default=str), flush=True)
         report["sio2"] = {"targets": dict(out), "partial": True}
         write_report(args, dict(report))
+    _plot_sio2(out, Path(args.out) / "logan_sio2.png")
     report["sio2"] = {"calculator": ("BKS pair potential (ase_mlgen.generators.logan.bks), "
                                      "fixed cell" if calculator is BKS else str(calculator)),
                       "fmax": args.fmax, "max_steps": args.sio2_steps,
+                      "training_wall_seconds_all_targets": round(train_wall, 1),
                       "targets": out,
-                      "note": (f"scaled down: {args.sio2_epochs} epochs, training structures of "
-                               f"at most {args.sio2_max_atoms} atoms, rattle "
-                               f"{args.sio2_rattle}, {args.sio2_k} candidates per target")}
+                      "settings": {k: v for k, v in vars(args).items()
+                                   if k.startswith("sio2") or k in ("seed", "lr", "parallel",
+                                                                    "threads", "workers")}}
+
+
+def _plot_sio2(out, path):
+    """Relaxed energies (eV/atom) of every target's random, paper-filter and
+    coordination-filter candidates; filled markers: every Si four- and every O two-fold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [t for t, v in out.items() if "random" in v]
+    if not names:
+        return
+    kinds = [("random", "random", "tab:gray"), ("logan_paper_filter", "LoGAN, paper filter",
+                                                 "tab:blue"),
+             ("logan_coordination_filter", "LoGAN, coordination filter", "tab:red")]
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 4.5), squeeze=False)
+    for ax, target in zip(axes[0], names):
+        v = out[target]
+        for x, (key, label, colour) in enumerate(kinds):
+            rows = v.get(key, {}).get("relaxed", [])
+            if not rows:
+                continue
+            e = np.array([r[0] for r in rows])
+            ideal = np.array([bool(r[1]) for r in rows])
+            jitter = np.random.default_rng(x).uniform(-0.15, 0.15, len(e))
+            ax.scatter(x + jitter[ideal], e[ideal], c=colour, s=14, label=label)
+            ax.scatter(x + jitter[~ideal], e[~ideal], facecolors="none", edgecolors=colour,
+                       s=14)
+            ax.hlines(np.median(e), x - 0.3, x + 0.3, colors="k", linewidth=1.5)
+        ax.set_xticks(range(len(kinds)), ["random", "paper", "coord."], fontsize=8)
+        ax.set_title(f"{target}\n{v['formula']}", fontsize=9)
+    axes[0][0].set_ylabel("relaxed energy (BKS), eV/atom")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.suptitle("SiO2: relaxed candidates per target (bar: median; open: a Si or O without "
+                 "its ideal coordination)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
 
 
 def main(argv=None):
@@ -561,15 +675,22 @@ def main(argv=None):
                    help="targets (e.g. mp-546794) or 'all'")
     p.add_argument("--sio2-calculator", default="bks",
                    help="bks (classical pair potential, fast) or a calculator spec (xtb, ...)")
-    p.add_argument("--sio2-rcut", type=float, default=4.0)
+    p.add_argument("--sio2-rcut", type=float, default=5.0)
     p.add_argument("--sio2-nmax", type=int, default=4)
     p.add_argument("--sio2-refs", type=int, default=5)
-    p.add_argument("--sio2-epochs", type=int, default=400)
-    p.add_argument("--sio2-rattle", type=int, default=2)
-    p.add_argument("--sio2-max-atoms", type=int, default=72)
-    p.add_argument("--sio2-pool", type=int, default=2000)
+    p.add_argument("--sio2-models", type=int, default=2, help="LoGAN members per target")
+    p.add_argument("--sio2-epochs", type=int, default=3000)
+    p.add_argument("--sio2-snapshot-every", type=int, default=250)
+    p.add_argument("--sio2-snapshot-start", type=int, default=1000)
+    p.add_argument("--sio2-cell-margin", type=float, default=0.5,
+                   help="LoGAN cell_margin (0 = the paper's sigmoid into the cell)")
+    p.add_argument("--sio2-rattle", type=int, default=1)
+    p.add_argument("--sio2-max-atoms", type=int, default=48)
+    p.add_argument("--sio2-pool", type=int, default=4000)
     p.add_argument("--sio2-k", type=int, default=20)
-    p.add_argument("--sio2-steps", type=int, default=200)
+    p.add_argument("--sio2-filters", nargs="+", default=["coordination", "paper"],
+                   choices=["coordination", "paper"])
+    p.add_argument("--sio2-steps", type=int, default=300)
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,15 @@ def training_molecules():
     return [molecule("CH3CH2OH"), molecule("CH3OCH3")]
 
 
+def alpha_quartz() -> Atoms:
+    """alpha-quartz, Si3O6 (a = 4.916 Å, c = 5.405 Å)."""
+    return Atoms("Si3O6", cell=[[4.916, 0, 0], [-2.458, 4.257, 0], [0, 0, 5.405]], pbc=True,
+                 scaled_positions=[[0.4697, 0, 0], [0, 0.4697, 2 / 3], [0.5303, 0.5303, 1 / 3],
+                                   [0.4135, 0.2669, 0.1191], [0.2669, 0.4135, 0.5476],
+                                   [0.7331, 0.1466, 0.7857], [0.5865, 0.8534, 0.2143],
+                                   [0.8534, 0.5865, 0.4524], [0.1466, 0.7331, 0.8809]])
+
+
 @pytest.fixture(scope="module")
 def fitted():
     from ase_mlgen.generators.logan import LoGAN
@@ -128,6 +137,75 @@ def test_generate_crystal_inside_cell():
         assert np.allclose(atoms.cell.array, cell)
         frac = atoms.get_scaled_positions(wrap=False)
         assert np.all(frac >= -1e-9) and np.all(frac < 1 + 1e-9)
+
+
+def test_generator_span_and_crystal_margin():
+    """A wider span stretches the sigmoid; crystals use it (cell_margin) and are wrapped, so
+    atoms reach the cell faces without saturating the sigmoid; molecules keep (0, 1)."""
+    from ase_mlgen.generators.logan import LoGAN
+
+    torch.manual_seed(0)
+    g = Generator(n_atoms=4, hidden=(8,), span=(-0.5, 1.5))
+    x = g(torch.randn(500, 20) * 30).detach()          # saturates at both ends
+    assert -0.5 <= float(x.min()) < -0.2 and 1.2 < float(x.max()) <= 1.5
+    with pytest.raises(ValueError, match="span"):
+        Generator(n_atoms=4, span=(1.0, 0.0))
+    with pytest.raises(ValueError, match="cell_margin"):
+        LoGAN(cell_margin=-0.1)
+    train = [bulk("NaCl", "rocksalt", a=5.64, cubic=True)]
+    crystal = LoGAN(random_state=0, **TINY).fit(train, composition="Na4Cl4")
+    assert crystal.generator.span == (-0.5, 1.5)
+    frac = crystal.generate_positions(50, random_state=1) @ np.linalg.inv(crystal.cell)
+    assert frac.min() >= -1e-6 and frac.max() < 1 + 1e-6          # wrapped into the cell
+    paper = LoGAN(random_state=0, cell_margin=0.0, **TINY).fit(train, composition="Na4Cl4")
+    assert paper.generator.span == (0.0, 1.0)
+    molecules = LoGAN(random_state=0, **TINY).fit(training_molecules(), composition="C2H6O")
+    assert molecules.generator.span == (0.0, 1.0)
+
+
+def test_old_crystal_model_files_keep_the_paper_span(tmp_path):
+    """A model file from before cell_margin existed loads with the (0, 1) span it was trained
+    with, so its generated structures do not change."""
+    from ase_mlgen.generators.logan import LoGAN
+
+    train = [bulk("NaCl", "rocksalt", a=5.64, cubic=True)]
+    model = LoGAN(random_state=0, cell_margin=0.0, **TINY).fit(train, composition="Na4Cl4")
+    state = model.state_dict()
+    del state["params"]["cell_margin"]
+    torch.save(state, tmp_path / "old.pt")
+    loaded = LoGAN.load(tmp_path / "old.pt", device="cpu")
+    assert loaded.generator.span == (0.0, 1.0)
+    assert np.allclose(loaded.generate_positions(5, random_state=3),
+                       model.generate_positions(5, random_state=3), atol=1e-5)
+
+
+def test_coordination_counts_periodic_images():
+    """Quartz: every Si has 4 O and every O 2 Si within 2 Å; a small cell where an O bonds to
+    two images of one Si counts both; bad input is refused."""
+    from ase_mlgen.structures.coordination import (coordination_defects, coordination_numbers,
+                                                   coordination_summary,
+                                                   has_ideal_coordination)
+
+    quartz = alpha_quartz()
+    cutoffs = {("Si", "O"): 2.0}
+    assert coordination_numbers(quartz, cutoffs).tolist() == [4, 4, 4, 2, 2, 2, 2, 2, 2]
+    assert coordination_defects(quartz, {"Si": 4, "O": 2}, cutoffs) == 0
+    assert has_ideal_coordination()(quartz)
+    # a chain Si-O-Si-O... along a 3.2 Å axis: one Si, one O per cell; the O bonds to the Si of
+    # its own cell and to that of the next (an image of the same atom): coordination 2
+    chain = Atoms("SiO", cell=[3.2, 8, 8], pbc=True, positions=[[0, 0, 0], [1.6, 0, 0]])
+    assert coordination_numbers(chain, cutoffs).tolist() == [2, 2]
+    assert chain.get_all_distances(mic=True)[0, 1] == pytest.approx(1.6)
+    summary = coordination_summary(chain, {"Si": 4, "O": 2}, cutoffs)
+    assert summary == {"Si": [0, 1], "O": [1, 1], "defects": 2, "all_ideal": False}
+    broken = quartz.copy()
+    broken.positions[3] += [0.0, 0.0, 1.5]                           # pull one O off its Si
+    assert coordination_defects(broken, {"Si": 4, "O": 2}, cutoffs) > 0
+    assert not has_ideal_coordination()(broken)
+    with pytest.raises(ValueError, match="element"):
+        coordination_numbers(quartz, {("Si", "Xx"): 2.0})
+    with pytest.raises(ValueError, match="empty"):
+        coordination_numbers(quartz, {})
 
 
 @needs_descriptor
@@ -236,6 +314,41 @@ def test_cli_train_and_generate(tmp_path, capsys):
 
 
 @needs_descriptor
+def test_cli_crystal_with_cell_margin_and_coordination_filter(tmp_path, capsys):
+    from ase.io import read, write
+
+    from ase_mlgen.cli.main import main
+    from ase_mlgen.generators.logan.training import load_model
+    from ase_mlgen.structures.coordination import coordination_defects
+
+    quartz = alpha_quartz()
+    data = tmp_path / "quartz.extxyz"
+    write(data, [quartz])
+    run = tmp_path / "run"
+    assert main(["logan", "train", str(data), "--out", str(run), "--epochs", "2", "--n-max",
+                 "3", "--r-cut", "4", "--device", "cpu", "--cell-margin", "0.25"]) == 0
+    model = load_model(run, device="cpu")
+    assert model.params["cell_margin"] == 0.25 and model.generator.span == (-0.25, 1.25)
+    out = tmp_path / "gen.extxyz"
+    assert main(["logan", "generate", str(run), "-n", "60", "-o", str(out), "--select", "3",
+                 "--min-distance", "0", "--coordination", "Si=4,O=2", "--bonds",
+                 "Si-O=2.0"]) == 0
+    images = read(out, ":")
+    assert 1 <= len(images) <= 3 and all(a.pbc.all() for a in images)
+    # the picks are among the least defective of what the model generated
+    pool = model.generate(60, random_state=0)              # the CLI's seed 0: the same pool
+    best = min(coordination_defects(a, {"Si": 4, "O": 2}, {("Si", "O"): 2.0}) for a in pool)
+    assert min(coordination_defects(a, {"Si": 4, "O": 2}, {("Si", "O"): 2.0})
+               for a in images) == best
+    capsys.readouterr()
+    assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--select", "2",
+                 "--coordination", "Si=4,O=2"]) == 2
+    assert "--bonds" in capsys.readouterr().err
+    assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--select", "2",
+                 "--coordination", "Si=4,O=2", "--bonds", "SiO=2"]) == 2
+
+
+@needs_descriptor
 def test_search_generator_protocol(fitted, tmp_path):
     from ase_mlgen.generators.logan import make_search_generator
 
@@ -326,6 +439,27 @@ def test_representatives_accept_and_group():
     assert len(picked) <= 3
 
 
+def test_representatives_prefer_takes_the_least_bad_level_that_leaves_k():
+    from ase_mlgen.select import representatives
+
+    rng = np.random.default_rng(5)
+    images = []
+    for badness in (0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2):
+        a = molecule("CH3CH2OH")
+        a.positions += rng.normal(0, 0.05, a.positions.shape)
+        a.info["badness"] = badness
+        images.append(a)
+    score = lambda a: a.info["badness"]  # noqa: E731
+    picked, info = representatives(images, 3, prefer=score, return_info=True)
+    assert sorted(a.info["badness"] for a in picked) == [0, 0, 0]
+    assert info["prefer_limit"] == 0
+    picked, info = representatives(images, 5, prefer=score, return_info=True)
+    assert len(picked) == 5 and max(a.info["badness"] for a in picked) == 1
+    assert info["prefer_limit"] == 1
+    picked = representatives(images, 50, prefer=score)   # fewer than k in all: take every level
+    assert len(picked) == len(images)
+
+
 def test_representatives_group_fill_covers_every_group():
     from ase_mlgen.select import representatives
 
@@ -349,11 +483,7 @@ def test_bks_forces_match_energy_and_quartz_is_stable():
 
     from ase_mlgen.generators.logan.bks import BKS
 
-    quartz = Atoms("Si3O6", cell=[[4.916, 0, 0], [-2.458, 4.257, 0], [0, 0, 5.405]], pbc=True,
-                   scaled_positions=[[0.4697, 0, 0], [0, 0.4697, 2 / 3], [0.5303, 0.5303, 1 / 3],
-                                     [0.4135, 0.2669, 0.1191], [0.2669, 0.4135, 0.5476],
-                                     [0.7331, 0.1466, 0.7857], [0.5865, 0.8534, 0.2143],
-                                     [0.8534, 0.5865, 0.4524], [0.1466, 0.7331, 0.8809]])
+    quartz = alpha_quartz()
     a = quartz.copy()
     a.rattle(0.05, seed=3)
     a.calc = BKS()

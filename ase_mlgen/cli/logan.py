@@ -30,7 +30,7 @@ def run_train(args: argparse.Namespace) -> int:
     params = {}
     for key in ("epochs", "batch_size", "r_cut", "n_max", "max_neighbours", "radial",
                 "lr_generator", "lr_critic", "device", "snapshot_every", "snapshot_start",
-                "penalty_mode", "penalty_weight"):
+                "penalty_mode", "penalty_weight", "cell_margin"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
@@ -45,6 +45,44 @@ def run_train(args: argparse.Namespace) -> int:
     print(json.dumps({"run": str(job.run_dir.path), "state": status["state"],
                       "result": job.run_dir.read_result()}, indent=2, default=str))
     return 0 if status["state"] == "done" else 1
+
+
+def _pairs(text: str | None, what: str) -> dict:
+    """``"Si=4,O=2"`` → ``{"Si": 4, "O": 2}``; ``"Si-O=2.0"`` → ``{("Si", "O"): 2.0}``."""
+    out: dict = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--{what}: expected KEY=VALUE items separated by commas, "
+                             f"got {item!r}")
+        if what == "bonds":
+            a, dash, b = key.partition("-")
+            if not dash:
+                raise ValueError(f"--bonds: a pair is written A-B, got {key!r}")
+            out[(a.strip(), b.strip())] = float(value)
+        else:
+            out[key.strip()] = int(value)
+    return out
+
+
+def _coordination_preference(coordination: str | None, bonds: str | None):
+    """``prefer`` for :func:`representatives`: the coordination defects of a structure, or
+    None when ``--coordination`` was not given."""
+    if not coordination:
+        if bonds:
+            raise ValueError("--bonds only counts with --coordination")
+        return None
+    from ase_mlgen.structures.coordination import coordination_defects
+
+    ideal = _pairs(coordination, "coordination")
+    cutoffs = _pairs(bonds, "bonds")
+    if not cutoffs:
+        raise ValueError("--coordination needs --bonds, e.g. --bonds Si-O=2.0")
+
+    def prefer(atoms):
+        return coordination_defects(atoms, ideal, cutoffs)
+
+    return prefer
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -64,8 +102,9 @@ def run_generate(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         md = args.min_distance
         min_distance = "covalent" if md is None else (None if md <= 0 else md)
+        prefer = _coordination_preference(args.coordination, args.bonds)
         images = representatives(images, args.select, random_state=args.seed,
-                                 min_distance=min_distance)
+                                 min_distance=min_distance, prefer=prefer)
         info.update({"selected": len(images), "select_seconds": round(time.perf_counter() - t0, 3)})
         if not images:
             print("ase-mlgen logan generate: every generated structure had overlapping atoms; "
@@ -106,6 +145,9 @@ def register(subparsers) -> None:
     t.add_argument("--penalty-mode", dest="penalty_mode", choices=["separate", "joint"],
                    help="separate penalty steps (paper's code) or in every critic step")
     t.add_argument("--penalty-weight", dest="penalty_weight", type=float)
+    t.add_argument("--cell-margin", dest="cell_margin", type=float,
+                   help="crystals: fractional coordinates span (-m, 1+m) and are wrapped "
+                        "(default 0.5; 0 = the paper's sigmoid into the cell)")
     t.add_argument("--device", help="auto (default), cpu or cuda")
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--seed", type=int, default=0)
@@ -123,6 +165,12 @@ def register(subparsers) -> None:
     g.add_argument("--min-distance", dest="min_distance", type=float,
                    help="with --select: drop structures with atoms closer than this (Å); "
                         "default 0.5 x the sum of covalent radii; 0 keeps all")
+    g.add_argument("--coordination", metavar="EL=N,...",
+                   help="with --select: prefer structures in which every atom has this "
+                        "coordination, e.g. Si=4,O=2 (the fewest defects when too few do)")
+    g.add_argument("--bonds", metavar="A-B=R,...",
+                   help="with --coordination: bonded pairs and their cut-offs in Å, "
+                        "e.g. Si-O=2.0")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--snapshots", action="store_true",
                    help="sample all generator snapshots kept in training, not only the last")

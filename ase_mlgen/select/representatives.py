@@ -89,7 +89,8 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
                     min_distance: float | str | None = "covalent",
                     covalent_fraction: float = 0.5, n_components: int | float = 2,
                     random_state: int = 0, return_info: bool = False,
-                    features: np.ndarray | None = None, accept=None, group=None):
+                    features: np.ndarray | None = None, accept=None, group=None,
+                    prefer=None):
     """``k`` structures of ``images`` that represent its variety (fewer if fewer remain).
 
     Drops structures with atoms too close (see :func:`too_close`), computes per-species averaged
@@ -111,6 +112,12 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
     nearest a centre), so every group is represented when there are at most ``k``; when fewer
     than ``k`` groups exist, fewer than ``k`` structures come back. ``None`` groups never clash.
 
+    ``prefer``: an optional badness ``prefer(atoms) -> number`` (lower is better, e.g. the
+    number of atoms without their ideal coordination, see
+    :func:`ase_mlgen.structures.coordination.coordination_defects`): only the structures whose
+    badness is at most the smallest level that still leaves ``k`` of them are clustered, so
+    ideal ones are picked when there are ``k``, and the least bad otherwise.
+
     ``return_info=True`` returns ``(picked, info)`` with ``info`` holding the PCA coordinates of
     all kept structures (``"pca"``), their indices (``"kept"``), the k-means labels, the centres
     and the explained variance ratio, for plots.
@@ -126,8 +133,15 @@ def representatives(images: Sequence[Atoms], k: int, descriptor=None,
     n_close = len(images) - len(kept)
     if accept is not None:
         kept = [i for i in kept if accept(images[i])]
+    prefer_limit = None
+    if prefer is not None and kept:
+        badness = np.array([float(prefer(images[i])) for i in kept])
+        levels = np.unique(badness)
+        counts = np.searchsorted(np.sort(badness), levels, side="right")
+        prefer_limit = float(levels[np.argmax(counts >= k)] if counts[-1] >= k else levels[-1])
+        kept = [i for i, b in zip(kept, badness) if b <= prefer_limit]
     info: dict = {"n_input": len(images), "kept": kept, "n_dropped": len(images) - len(kept),
-                  "n_too_close": n_close}
+                  "n_too_close": n_close, "prefer_limit": prefer_limit}
     if not kept:
         return ([], info) if return_info else []
     # exact duplicates (same elements, positions within 1e-5 Å) are clustered once

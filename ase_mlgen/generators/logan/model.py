@@ -28,7 +28,12 @@ from ase_mlgen.utils.device import resolve_device
 #: 5 critic steps and 2 gradient-penalty steps after each, i.e. 10 per generator step, 20 rattled
 #: copies of each training structure with 0.05 Å, r_cut 5 Å, n_max 4, 12 neighbours) with two
 #: deliberate departures: ``epochs`` 2000 instead of 60,000 and learning rates 1e-3 instead of
-#: 1e-4, so that a model learns something in minutes on a CPU (use the paper's values on a GPU).
+#: 1e-4, so that a model learns something in minutes on a CPU (use the paper's values on a GPU),
+#: and, for crystals only, ``cell_margin`` 0.5 instead of 0: the sigmoid spans fractional
+#: coordinates (-0.5, 1.5) and the atoms are wrapped into the cell. With the paper's span (0, 1)
+#: the generator separates atoms by pushing them against the cell faces, where an atom at 0.99 and
+#: one at 0.01 are neighbours through the boundary and the sigmoid is saturated: SiO2 models
+#: collapsed to O–O pairs at 0.4–0.5 Å (see doc/logan.md).
 DEFAULTS: dict[str, Any] = {
     "latent_dim": 20,
     "generator_layers": (512, 256, 128, 64, 32),
@@ -58,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "snapshot_start": 0,
     "device": "auto",
     "threads": 1,
+    "cell_margin": 0.5,
 }
 
 
@@ -130,7 +136,9 @@ class LoGAN:
     step, as in the paper's code, instead of reusing the critic steps' ones: 3× the descriptor
     work), ``lr_generator``, ``lr_critic`` (RMSProp), ``epochs`` (generator steps),
     ``rattle`` / ``rattle_size`` (rattled copies of each training structure for the pools),
-    ``standardize`` (scale descriptor features by the pools' mean and spread), ``device``,
+    ``standardize`` (scale descriptor features by the pools' mean and spread), ``cell_margin``
+    (crystals: fractional coordinates come out in (-margin, 1 + margin) and are wrapped into
+    the cell; 0 is the paper's sigmoid into the cell; ignored for molecules), ``device``,
     ``threads`` (torch CPU threads during ``fit``, restored afterwards; default 1: the batches
     are a few hundred atoms, and on a busy machine more threads only spin — 6–10 s per epoch
     with two threads at load 4 against 0.4 s with one; ``None`` leaves torch's setting),
@@ -152,6 +160,8 @@ class LoGAN:
             raise ValueError("penalty_mode must be 'separate' or 'joint'")
         if self.params["radial"] not in ("bessel", "gaussian"):
             raise ValueError("radial must be 'bessel' or 'gaussian'")
+        if not float(self.params["cell_margin"]) >= 0:
+            raise ValueError("cell_margin must be non-negative (fractions of the cell)")
         for key in ("batch_size", "epochs", "latent_dim"):
             if int(self.params[key]) < 1:
                 raise ValueError(f"{key} must be at least 1")
@@ -232,6 +242,10 @@ class LoGAN:
         return cell.unsqueeze(0).expand(batch, 3, 3)
 
     def _positions(self, frac: torch.Tensor) -> torch.Tensor:
+        """Cartesian positions (Å) of the generator's fractional output; crystals are wrapped
+        into the cell (``frac - floor(frac)``: the gradient passes unchanged)."""
+        if self.periodic:
+            frac = frac - torch.floor(frac.detach())
         return frac @ torch.as_tensor(self.cell, dtype=frac.dtype, device=frac.device)
 
     def _build_pools(self, images: Sequence[Atoms], rng: np.random.Generator
@@ -335,8 +349,10 @@ class LoGAN:
         with torch.random.fork_rng(devices=[]):
             if self.random_state is not None:
                 torch.manual_seed(int(self.random_state))
+            margin = float(p["cell_margin"]) if self.periodic else 0.0
             self.generator = Generator(len(self.numbers), p["latent_dim"],
-                                       p["generator_layers"], p["generator_slope"]).to(dev)
+                                       p["generator_layers"], p["generator_slope"],
+                                       span=(-margin, 1.0 + margin)).to(dev)
             self.critic = Critic(self._n_features + self._n_onehot, p["critic_layers"],
                                  p["critic_slope"]).to(dev)
 
@@ -637,6 +653,8 @@ class LoGAN:
         if state.get("format") != "ase_mlgen.logan/1":
             raise ValueError("not a LoGAN model file")
         params = dict(state["params"])
+        # files written before cell_margin existed hold generators trained on the (0, 1) span
+        params.setdefault("cell_margin", 0.0)
         if device is not None:
             params["device"] = device
         model = cls(random_state=state["random_state"], **params)

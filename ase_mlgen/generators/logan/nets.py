@@ -19,21 +19,33 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, negative_slope: float) -> 
 
 
 class Generator(nn.Module):
-    """Latent noise ``(B, latent_dim)`` → fractional coordinates ``(B, n_atoms, 3)`` in (0, 1).
+    """Latent noise ``(B, latent_dim)`` → fractional coordinates ``(B, n_atoms, 3)`` in
+    ``span`` (default (0, 1)).
 
-    All coordinates come out at once (one fully connected network, sigmoid on the output); the
-    caller scales them into the cell (periodic) or the box (molecules and clusters).
+    All coordinates come out at once (one fully connected network, a sigmoid on the output
+    stretched onto ``span``); the caller scales them into the cell (periodic) or the box
+    (molecules and clusters). For a crystal a span wider than (0, 1), e.g. (-0.5, 1.5), lets the
+    caller wrap the atoms into the cell: the faces of the cell are then ordinary places, not the
+    sigmoid's saturated ends.
     """
 
     def __init__(self, n_atoms: int, latent_dim: int = 20,
-                 hidden: Sequence[int] = (512, 256, 128, 64, 32), negative_slope: float = 0.1):
+                 hidden: Sequence[int] = (512, 256, 128, 64, 32), negative_slope: float = 0.1,
+                 span: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
         self.n_atoms = int(n_atoms)
         self.latent_dim = int(latent_dim)
+        self.span = (float(span[0]), float(span[1]))
+        if not self.span[1] > self.span[0]:
+            raise ValueError(f"span must be (low, high) with low < high, got {span}")
         self.net = mlp(self.latent_dim, hidden, 3 * self.n_atoms, negative_slope)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(z)).view(z.shape[0], self.n_atoms, 3)
+        low, high = self.span
+        frac = torch.sigmoid(self.net(z))
+        if (low, high) != (0.0, 1.0):
+            frac = low + (high - low) * frac
+        return frac.view(z.shape[0], self.n_atoms, 3)
 
 
 class Critic(nn.Module):

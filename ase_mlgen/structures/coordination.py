@@ -1,0 +1,102 @@
+"""Coordination numbers from pair cutoffs, and the test "every atom has its ideal coordination".
+
+A network solid such as SiO2 is chemically sound when every Si has four O neighbours and every O
+two Si neighbours (bonds up to about 2.0 Å). Neighbours come from
+:func:`ase.neighborlist.neighbor_list`, so periodic images count separately: in a small cell an
+O bonded to two images of the same Si has coordination 2, as it should (a minimum-image distance
+matrix would count one).
+
+>>> from ase_mlgen.structures.coordination import coordination_defects
+>>> coordination_defects(quartz, ideal={"Si": 4, "O": 2}, cutoffs={("Si", "O"): 2.0})  # doctest: +SKIP
+0
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_numbers
+
+#: bonds of silica: Si–O up to 2.0 Å (the Si–O bond is 1.6 Å, the next Si–O distance over 3 Å)
+SILICA_CUTOFFS: dict[tuple[str, str], float] = {("Si", "O"): 2.0}
+#: the ideal coordination of a silica network: SiO4 tetrahedra sharing every corner
+SILICA_IDEAL: dict[str, int] = {"Si": 4, "O": 2}
+
+
+def _check_cutoffs(cutoffs: Mapping[tuple[str, str], float]) -> dict[tuple[int, int], float]:
+    if not cutoffs:
+        raise ValueError("cutoffs is empty: give at least one pair, e.g. {('Si', 'O'): 2.0}")
+    out = {}
+    for pair, r in cutoffs.items():
+        if len(pair) != 2:
+            raise ValueError(f"a cutoff key is a pair of elements, got {pair!r}")
+        try:
+            a, b = (atomic_numbers[s] if isinstance(s, str) else int(s) for s in pair)
+        except KeyError as err:
+            raise ValueError(f"unknown element {err.args[0]!r} in cutoffs") from None
+        if not float(r) > 0:
+            raise ValueError(f"cutoff of {pair} must be positive, got {r}")
+        out[(a, b)] = out[(b, a)] = float(r)
+    return out
+
+
+def coordination_numbers(atoms: Atoms, cutoffs: Mapping[tuple[str, str], float]) -> np.ndarray:
+    """Number of neighbours of every atom, ``(N,)`` ints: atoms (and periodic images) of a pair
+    of elements listed in ``cutoffs`` closer than that pair's cutoff (Å). Pairs not listed never
+    count (``{("Si", "O"): 2.0}`` counts Si–O bonds only)."""
+    from ase.neighborlist import neighbor_list
+
+    pairs = _check_cutoffs(cutoffs)
+    counts = np.zeros(len(atoms), dtype=int)
+    if len(atoms) < 2:
+        return counts
+    i, j, d = neighbor_list("ijd", atoms, max(pairs.values()))
+    z = atoms.numbers
+    limit = np.array([pairs.get((int(a), int(b)), -1.0) for a, b in zip(z[i], z[j])])
+    np.add.at(counts, i[d < limit], 1)
+    return counts
+
+
+def coordination_defects(atoms: Atoms, ideal: Mapping[str, int],
+                         cutoffs: Mapping[tuple[str, str], float]) -> int:
+    """Σ |coordination − ideal| over the atoms whose element is in ``ideal`` (0 = every such
+    atom has exactly its ideal coordination)."""
+    if not ideal:
+        raise ValueError("ideal is empty: give each element's ideal coordination")
+    want = np.full(len(atoms), -1)
+    for symbol, n in ideal.items():
+        if symbol not in atomic_numbers:
+            raise ValueError(f"unknown element {symbol!r} in ideal")
+        want[atoms.numbers == atomic_numbers[symbol]] = int(n)
+    cn = coordination_numbers(atoms, cutoffs)
+    listed = want >= 0
+    return int(np.abs(cn[listed] - want[listed]).sum())
+
+
+def coordination_summary(atoms: Atoms, ideal: Mapping[str, int],
+                         cutoffs: Mapping[tuple[str, str], float]) -> dict:
+    """Per element: how many atoms have their ideal coordination, of how many
+    (``{"Si": [4, 4], "O": [7, 8], "defects": 1, "all_ideal": False}``)."""
+    cn = coordination_numbers(atoms, cutoffs)
+    out: dict = {}
+    for symbol, n in ideal.items():
+        mask = atoms.numbers == atomic_numbers[symbol]
+        out[symbol] = [int(np.sum(cn[mask] == int(n))), int(mask.sum())]
+    out["defects"] = coordination_defects(atoms, ideal, cutoffs)
+    out["all_ideal"] = out["defects"] == 0
+    return out
+
+
+def has_ideal_coordination(ideal: Mapping[str, int] = SILICA_IDEAL,
+                           cutoffs: Mapping[tuple[str, str], float] = SILICA_CUTOFFS
+                           ) -> Callable[[Atoms], bool]:
+    """A test ``accept(atoms) -> bool`` for :func:`ase_mlgen.select.representatives`: True when
+    every atom of an element in ``ideal`` has exactly its ideal coordination (default: silica,
+    Si 4 and O 2 within 2.0 Å)."""
+    _check_cutoffs(cutoffs)
+
+    def accept(atoms: Atoms) -> bool:
+        return coordination_defects(atoms, ideal, cutoffs) == 0
+
+    return accept
