@@ -421,13 +421,20 @@ def sio2_targets(data_dir):
     return out
 
 
+def _sio2_target(spec, max_atoms):
+    """The held-back target as an empty template (its atoms in its cell) and the training
+    polymorphs of at most ``max_atoms`` atoms."""
+    from ase import Atoms
+
+    held = Atoms(numbers=spec["numbers"], cell=spec["cell"], pbc=True)
+    return held, [a for a in spec["training"] if len(a) <= max_atoms]
+
+
 def _sio2_train(args, targets, wanted):
     """Train ``--sio2-models`` LoGAN members for every wanted target as background jobs,
     ``--parallel`` jobs at a time (one per target, its members one after the other). Returns
     ``{target: (models, wall seconds of that target's job)}``."""
     import shutil
-
-    from ase import Atoms
 
     from ase_mlgen.generators.logan import LoGANEnsemble, train
 
@@ -441,9 +448,7 @@ def _sio2_train(args, targets, wanted):
     while pending or running:
         while pending and len(running) < max(1, args.parallel):
             target = pending.pop(0)
-            spec = targets[target]
-            held = Atoms(numbers=spec["numbers"], cell=spec["cell"], pbc=True)
-            train_images = [a for a in spec["training"] if len(a) <= args.sio2_max_atoms]
+            held, train_images = _sio2_target(targets[target], args.sio2_max_atoms)
             run = Path(args.workdir) / "sio2" / target
             resume = run.exists() and args.resume
             if run.exists() and not resume:
@@ -476,13 +481,14 @@ def _pick_sio2(pool, k, dmin, seed, filter_name):
     prefer = None
     if filter_name == "coordination":
         def prefer(atoms):
-            return coordination_defects(atoms, SILICA_IDEAL, SILICA_CUTOFFS)
+            if "coordination_defects" not in atoms.info:
+                atoms.info["coordination_defects"] = coordination_defects(
+                    atoms, SILICA_IDEAL, SILICA_CUTOFFS)
+            return atoms.info["coordination_defects"]
     return representatives(pool, k, min_distance=dmin, random_state=seed, prefer=prefer)
 
 
 def sio2(args, report):
-    from ase import Atoms
-
     from ase_mlgen.generators.logan import LoGANEnsemble
     from ase_mlgen.generators.logan.bks import BKS
     from ase_mlgen.structures.crystals import space_group
@@ -503,8 +509,7 @@ def sio2(args, report):
             out[target] = {"skipped": "target not identified in the data"}
             continue
         spec = targets[target]
-        held = Atoms(numbers=spec["numbers"], cell=spec["cell"], pbc=True)
-        train = [a for a in spec["training"] if len(a) <= args.sio2_max_atoms]
+        held, train = _sio2_target(spec, args.sio2_max_atoms)
         dmin = min(np.min(a.get_all_distances(mic=True)[np.triu_indices(len(a), 1)])
                    for a in train if len(a) > 1)
         models, train_s = trained[target]
@@ -514,6 +519,8 @@ def sio2(args, report):
                                  snapshots=args.sio2_snapshot_every > 0)
         gen_s = time.perf_counter() - t0
         pool_coord = [_coordination(a) for a in pool]
+        for a, c in zip(pool, pool_coord):   # read by the coordination filter's preference
+            a.info["coordination_defects"] = c["defects"]
         t0 = time.perf_counter()
         picks = {name: _pick_sio2(pool, args.sio2_k, 0.9 * dmin, args.seed, name)
                  for name in args.sio2_filters}

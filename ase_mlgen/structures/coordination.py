@@ -58,10 +58,8 @@ def coordination_numbers(atoms: Atoms, cutoffs: Mapping[tuple[str, str], float])
     return counts
 
 
-def coordination_defects(atoms: Atoms, ideal: Mapping[str, int],
-                         cutoffs: Mapping[tuple[str, str], float]) -> int:
-    """Σ |coordination − ideal| over the atoms whose element is in ``ideal`` (0 = every such
-    atom has exactly its ideal coordination)."""
+def _defects(atoms: Atoms, cn: np.ndarray, ideal: Mapping[str, int]) -> int:
+    """Σ |cn − ideal| over the atoms whose element is in ``ideal``."""
     if not ideal:
         raise ValueError("ideal is empty: give each element's ideal coordination")
     want = np.full(len(atoms), -1)
@@ -69,9 +67,15 @@ def coordination_defects(atoms: Atoms, ideal: Mapping[str, int],
         if symbol not in atomic_numbers:
             raise ValueError(f"unknown element {symbol!r} in ideal")
         want[atoms.numbers == atomic_numbers[symbol]] = int(n)
-    cn = coordination_numbers(atoms, cutoffs)
     listed = want >= 0
     return int(np.abs(cn[listed] - want[listed]).sum())
+
+
+def coordination_defects(atoms: Atoms, ideal: Mapping[str, int],
+                         cutoffs: Mapping[tuple[str, str], float]) -> int:
+    """Σ |coordination − ideal| over the atoms whose element is in ``ideal`` (0 = every such
+    atom has exactly its ideal coordination)."""
+    return _defects(atoms, coordination_numbers(atoms, cutoffs), ideal)
 
 
 def coordination_summary(atoms: Atoms, ideal: Mapping[str, int],
@@ -83,7 +87,7 @@ def coordination_summary(atoms: Atoms, ideal: Mapping[str, int],
     for symbol, n in ideal.items():
         mask = atoms.numbers == atomic_numbers[symbol]
         out[symbol] = [int(np.sum(cn[mask] == int(n))), int(mask.sum())]
-    out["defects"] = coordination_defects(atoms, ideal, cutoffs)
+    out["defects"] = _defects(atoms, cn, ideal)
     out["all_ideal"] = out["defects"] == 0
     return out
 
