@@ -71,9 +71,9 @@ def c5h12o(args, report):
 
     from ase_mlgen.generators.logan import LoGANEnsemble, train
     from ase_mlgen.generators.logan.training import DEFAULT_VARIATIONS
-    from ase_mlgen.select import representatives
-    from ase_mlgen.structures.molecules import (C5H12O_ISOMERS, classify_c5h12o,
-                                                molecule_identity)
+    from ase_mlgen.select import molecule_representatives, representatives
+    from ase_mlgen.select.molecules import molecule_labels, tier_counts
+    from ase_mlgen.structures.molecules import C5H12O_ISOMERS, classify_c5h12o
 
     path = Path(args.data) / "C5H12O" / "C5H12O_training.extxyz"
     if not path.is_file():
@@ -182,45 +182,30 @@ def c5h12o(args, report):
         per_k.append(row(picked, k))
         print("paper filter", json.dumps(per_k[-1]), flush=True)
 
-    # filter 2: bond-graph aware, with no knowledge of which isomers exist. Structures whose
-    # unrelaxed bond graph is already one valence-saturated molecule come first, at most one per
-    # bond graph (molecule_identity: Weisfeiler-Lehman hash; PCA + k-means over them, every
-    # graph represented when there are at most k); the rest of the k relaxations go to the
-    # paper filter's picks among the other structures; with --sane, only among those that are
-    # one connected molecule at 1.3 x the covalent radii with no atom over its valence (a cheap
-    # sanity check of the unrelaxed structure; no relaxation involved).
+    # filter 2: bond-graph aware, with no knowledge of which isomers exist
+    # (ase_mlgen.select.molecule_representatives): one structure per distinct valence-saturated
+    # unrelaxed molecule, then one per heavy-atom skeleton not covered yet (a sound skeleton
+    # with misplaced hydrogens), then the paper filter's picks among the rest (with --sane, only
+    # among those that are one connected molecule at 1.3 x the covalent radii with no atom over
+    # its valence). --no-skeleton leaves out the second tier (the filter of earlier runs).
     t0 = time.perf_counter()
-    identity = [molecule_identity(a) for a in pool]
+    labels = molecule_labels(pool)
     graph_s = time.perf_counter() - t0
-    identity_of = {id(a): g for a, g in zip(pool, identity)}
-    valid_idx = [i for i, g in enumerate(identity) if g is not None]
-    if args.sane:
-        sane = [i for i, g in enumerate(identity) if g is None and _sane(pool[i])]
-    else:
-        sane = [i for i, g in enumerate(identity) if g is None]
-    other_idx = sane
+    graph_info = None
     per_k_graph = []
     for k in args.ks:
         t0 = time.perf_counter()
-        first = []
-        if valid_idx:
-            sub = [pool[i] for i in valid_idx]
-            first = representatives(sub, k, random_state=args.seed,
-                                    features=features[valid_idx],
-                                    group=lambda a: identity_of[id(a)])
-            for a in first:
-                a.info["source_index"] = valid_idx[a.info["source_index"]]
-        rest = []
-        if len(first) < k and other_idx:
-            sub = [pool[i] for i in other_idx]
-            rest = representatives(sub, k - len(first), random_state=args.seed,
-                                   features=features[other_idx])
-            for a in rest:
-                a.info["source_index"] = other_idx[a.info["source_index"]]
-        picked = (first + rest)[:k]
+        picked, graph_info = molecule_representatives(
+            pool, k, features=features, plausible_only=args.sane, random_state=args.seed,
+            skeletons=not args.no_skeleton, labels=labels, return_info=True)
         graph_s += time.perf_counter() - t0
         relax_new(picked)
-        per_k_graph.append(row(picked, k, {"unrelaxed_valid_picked": len(first)}))
+        tiers = {t: [relaxed[a.info["source_index"]][0] for a in picked if a.info["tier"] == t]
+                 for t in ("molecule", "skeleton", "other")}
+        per_k_graph.append(row(picked, k, {
+            "unrelaxed_valid_picked": len(tiers["molecule"]),
+            "skeleton_picked": len(tiers["skeleton"]),
+            "skeleton_picks_relaxed_to": tiers["skeleton"]}))
         print("graph filter", json.dumps(per_k_graph[-1]), flush=True)
 
     # unfiltered control: the same number of structures drawn at random from the pool
@@ -283,7 +268,8 @@ def c5h12o(args, report):
         "per_k_paper_filter": per_k,
         "per_k_graph_filter": per_k_graph,
         "graph_filter_sane_check": bool(args.sane),
-        "sane_unrelaxed": len(sane) if args.sane else None,
+        "graph_filter_skeleton_tier": not args.no_skeleton,
+        "graph_filter_pool": {**(graph_info or {}), "tiers": tier_counts(labels)},
         "per_k_random_unfiltered": control,
         "isomers_found_any": all_found,
         "isomers_missing": sorted(set(C5H12O_ISOMERS) - set(all_found)),
@@ -300,19 +286,6 @@ def c5h12o(args, report):
     }
     if pca_info is not None:
         _plot_pca(pca_info, relaxed, Path(args.out) / "logan_pca.png", args.plot_k)
-
-
-def _sane(atoms, scale=1.3):
-    """One connected molecule at ``scale`` x the covalent radii, no atom over its valence."""
-    import networkx as nx
-
-    from ase_mlgen.structures.molecules import VALENCE, bond_graph
-
-    graph = bond_graph(atoms, scale)
-    if not nx.is_connected(graph):
-        return False
-    return all(graph.degree[i] <= VALENCE.get(d["symbol"], 99)
-               for i, d in graph.nodes(data=True))
 
 
 def _plot_pca(pca_info, relaxed, path, k):
@@ -663,6 +636,9 @@ def main(argv=None):
     p.add_argument("--snapshot-start", dest="snapshot_start", type=int, default=0)
     p.add_argument("--sane", action="store_true",
                    help="graph filter: fill up only from connected, not over-bonded structures")
+    p.add_argument("--no-skeleton", dest="no_skeleton", action="store_true",
+                   help="graph filter without its skeleton tier (the filter of runs before "
+                        "2026-12-03, fifth session)")
     p.add_argument("--control", type=int, default=0,
                    help="also relax this many unfiltered random picks of the pool")
     p.add_argument("--epochs", type=int, default=1500)

