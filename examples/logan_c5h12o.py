@@ -5,11 +5,12 @@
 
 Trains a small ensemble (generator snapshots every 250 epochs from epoch 1000 are kept and all
 sampled: a generator visits different isomers while it trains), generates candidates, picks k of
-them — first one per distinct valid bond graph among the unrelaxed candidates
-(``molecule_identity``), then PCA + k-means among the rest (the paper's filter) — relaxes them
+them by their unrelaxed bond graphs (``molecule_representatives``: one per distinct valid
+molecule, then one per heavy-atom skeleton not covered yet, then PCA + k-means among the
+plausible rest, the paper's filter) — relaxes them
 with GFN2-xTB (extra ``xtb``; skipped with a message when tblite is missing) and prints the
 C5H12O isomers found. Two models × 2000 epochs take a few minutes per model on one CPU core and
-find fewer isomers than ``bench/logan.py``, the full experiment (8 models × 3000 epochs).
+find fewer isomers than ``bench/logan.py``, the full experiment (6 models × 2800 epochs).
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def main(argv=None) -> int:
     from ase.io import read, write
 
     from ase_mlgen.generators.logan import LoGANEnsemble, train_ensemble
-    from ase_mlgen.select import representatives
-    from ase_mlgen.structures.molecules import classify_c5h12o, molecule_identity
+    from ase_mlgen.select import molecule_representatives
+    from ase_mlgen.structures.molecules import classify_c5h12o
 
     if not Path(args.data).is_file():
         print(f"training data {args.data} not found (it lives in ../shared/data); nothing to do")
@@ -57,14 +58,9 @@ def main(argv=None) -> int:
     pool = ensemble.generate(args.per_model * len(ensemble), random_state=0, snapshots=True)
     print(f"generated {len(pool)} structures in {time.perf_counter() - t0:.2f} s")
 
-    identity = {id(a): molecule_identity(a) for a in pool}
-    valid = [a for a in pool if identity[id(a)] is not None]
-    picked = representatives(valid, args.k, group=lambda a: identity[id(a)]) if valid else []
-    print(f"{len(valid)} unrelaxed candidates are valid molecules; "
-          f"{len(picked)} distinct bond graphs picked")
-    if len(picked) < args.k:
-        rest = [a for a in pool if identity[id(a)] is None]
-        picked += representatives(rest, args.k - len(picked))
+    picked, info = molecule_representatives(pool, args.k, return_info=True)
+    print(f"{info['n_valid']} unrelaxed candidates are valid molecules "
+          f"({info['distinct_molecules']} distinct); picked per tier: {info['picked_per_tier']}")
     write(Path(args.out) / "representatives.extxyz", picked)
 
     try:

@@ -311,6 +311,23 @@ def test_cli_train_and_generate(tmp_path, capsys):
     images = read(out, ":")
     assert 1 <= len(images) <= 5
     assert all(a.get_chemical_formula() == "C3H8O" for a in images)
+    # --molecules: the bond-graph filter on the same pool (the CLI's seed 0)
+    from ase_mlgen.generators.logan.training import load_model
+    from ase_mlgen.select import molecule_representatives
+
+    expected = molecule_representatives(load_model(run, device="cpu").generate(
+        40, random_state=0), 3)
+    capsys.readouterr()
+    rc = main(["logan", "generate", str(run), "-n", "40", "-o", str(out), "--select", "3",
+               "--molecules"])
+    if expected:
+        assert rc == 0
+        assert [a.info["tier"] for a in read(out, ":")] == [a.info["tier"] for a in expected]
+    else:                              # two epochs: often not one plausible molecule
+        assert rc == 1 and "plausible molecule" in capsys.readouterr().err
+    assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--molecules"]) == 2
+    assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--select", "2",
+                 "--molecules", "--min-distance", "1"]) == 2
 
 
 @needs_descriptor

@@ -96,19 +96,32 @@ def run_generate(args: argparse.Namespace) -> int:
     t_gen = time.perf_counter() - t0
     info = {"model": str(args.model), "composition": model.formula, "generated": len(images),
             "generate_seconds": round(t_gen, 3)}
+    if args.molecules and not args.select:
+        raise ValueError("--molecules chooses the --select K structures; give --select")
     if args.select:
-        from ase_mlgen.select import representatives
+        from ase_mlgen.select import molecule_representatives, representatives
 
         t0 = time.perf_counter()
         md = args.min_distance
         min_distance = "covalent" if md is None else (None if md <= 0 else md)
         prefer = _coordination_preference(args.coordination, args.bonds)
-        images = representatives(images, args.select, random_state=args.seed,
-                                 min_distance=min_distance, prefer=prefer)
+        if args.molecules:
+            if prefer is not None or md is not None:
+                raise ValueError("--molecules chooses by bond graph; it takes neither "
+                                 "--coordination nor --min-distance")
+            images, chosen = molecule_representatives(images, args.select,
+                                                      random_state=args.seed, return_info=True)
+            info["molecule_filter"] = chosen
+        else:
+            images = representatives(images, args.select, random_state=args.seed,
+                                     min_distance=min_distance, prefer=prefer)
         info.update({"selected": len(images), "select_seconds": round(time.perf_counter() - t0, 3)})
         if not images:
-            print("ase-mlgen logan generate: every generated structure had overlapping atoms; "
-                  "train longer or pass --min-distance 0", file=sys.stderr)
+            why = ("no generated structure is one plausible molecule; train longer"
+                   if args.molecules else
+                   "every generated structure had overlapping atoms; train longer or pass "
+                   "--min-distance 0")
+            print(f"ase-mlgen logan generate: {why}", file=sys.stderr)
             return 1
     write(args.output, images, format="extxyz")
     info["output"] = str(args.output)
@@ -171,6 +184,10 @@ def register(subparsers) -> None:
     g.add_argument("--bonds", metavar="A-B=R,...",
                    help="with --coordination: bonded pairs and their cut-offs in Å, "
                         "e.g. Si-O=2.0")
+    g.add_argument("--molecules", action="store_true",
+                   help="with --select: choose molecules by their unrelaxed bond graphs (one "
+                        "per valid molecule, then one per new heavy-atom skeleton, then PCA + "
+                        "k-means among plausible others)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--snapshots", action="store_true",
                    help="sample all generator snapshots kept in training, not only the last")

@@ -19,8 +19,8 @@ from ase import Atoms
 
 from ase_mlgen.select.representatives import representatives, structure_features, too_close
 from ase_mlgen.structures.molecules import (VALENCE, bond_graph, graph_hash,
-                                            heavy_atom_skeleton, is_plausible_molecule,
-                                            is_valid_molecule)
+                                            is_plausible_molecule, is_valid_molecule,
+                                            skeleton_identity)
 
 TIERS = ("molecule", "skeleton", "other")
 #: bonds at this multiple of the covalent radii for the looser checks (connected, plausible)
@@ -43,13 +43,12 @@ def molecule_label(atoms: Atoms, scale: float = 1.2,
     valence = VALENCE if valence is None else valence
     graph = bond_graph(atoms, scale)
     molecule = graph_hash(graph) if is_valid_molecule(graph, valence) else None
-    skeleton = heavy_atom_skeleton(graph, valence)
     misfit = sum(graph.degree[i] != valence.get(d["symbol"], graph.degree[i])
                  for i, d in graph.nodes(data=True))
     loose = bond_graph(atoms, PLAUSIBLE_SCALE)
     connected = loose.number_of_nodes() > 0 and nx.is_connected(loose)
-    return MoleculeLabel(molecule, None if skeleton is None else "skeleton:" + graph_hash(skeleton),
-                         int(misfit), connected,
+    return MoleculeLabel(molecule, skeleton_identity(graph, valence=valence), int(misfit),
+                         connected,
                          connected and is_plausible_molecule(loose, valence=valence))
 
 

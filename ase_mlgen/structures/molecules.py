@@ -124,17 +124,19 @@ def heavy_atom_skeleton(graph: nx.Graph, valence: dict[str, int] | None = None
     return heavy
 
 
-def skeleton_identity(atoms: Atoms, scale: float = 1.2,
+def skeleton_identity(atoms_or_graph: Atoms | nx.Graph, scale: float = 1.2,
                       valence: dict[str, int] | None = None) -> str | None:
     """A label of the heavy-atom skeleton of ``atoms`` (element-labelled Weisfeiler–Lehman hash),
     or ``None`` when the heavy atoms cannot be one molecule's skeleton (see
-    :func:`heavy_atom_skeleton`).
+    :func:`heavy_atom_skeleton`). A bond graph given instead of ``atoms`` is used as it is.
 
     Coarser than :func:`molecule_identity`, which needs every hydrogen in place: for saturated
     molecules (C5H12O, alkanes, ...) the skeleton fixes the constitutional isomer, and a
     relaxation usually moves a misplaced hydrogen without breaking the skeleton. Hashes of
     skeletons and of whole bond graphs are different labels even for the same molecule."""
-    skeleton = heavy_atom_skeleton(bond_graph(atoms, scale), valence)
+    graph = (atoms_or_graph if isinstance(atoms_or_graph, nx.Graph)
+             else bond_graph(atoms_or_graph, scale))
+    skeleton = heavy_atom_skeleton(graph, valence)
     return None if skeleton is None else "skeleton:" + graph_hash(skeleton)
 
 
