@@ -7,7 +7,9 @@ scaled-down SiO2 crystal experiment).
 C5H12O: an ensemble of LoGAN models is trained (as background jobs, two at a time, one CPU
 thread each) on the 39 QM9 molecules of composition C4H10O and C6H14O; each member generates
 ``--per-model`` structures; for each k in 14…50 the union is filtered to k representatives
-(PCA + k-means), those are relaxed with GFN2-xTB (tblite) through ``relax_many``, and the distinct
+by the paper's filter (PCA + k-means) and by the bond-graph filter
+(``ase_mlgen.select.molecule_representatives``: valid molecules, then new heavy-atom skeletons,
+then PCA + k-means; ``--no-skeleton`` without the skeleton tier), those are relaxed with GFN2-xTB (tblite) through ``relax_many``, and the distinct
 C5H12O constitutional isomers (bond-graph isomorphism; 14 exist: 8 alcohols, 6 ethers) are
 counted. Relaxations of a structure picked for several k are done once.
 
