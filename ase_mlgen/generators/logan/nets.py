@@ -85,6 +85,7 @@ class Critic(nn.Module):
         v = linears[-1].weight.expand(*x.shape[:-1], linears[-1].weight.shape[-1])
         for lin, z, act in zip(reversed(linears[:-1]), reversed(pre), reversed(activations)):
             # v ⊙ σ'(z): leaky ReLU's own backward kernel (one fused op, differentiable in v;
-            # a where()-built slope mask costs ~20× more on the CPU)
+            # building the slope mask with where() made the penalty step ~1.5× slower on the
+            # CPU, bench/logan_speed.py)
             v = torch.ops.aten.leaky_relu_backward(v, z, act.negative_slope, False) @ lin.weight
         return v
