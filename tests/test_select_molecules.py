@@ -131,3 +131,11 @@ def test_molecule_representatives_bad_input():
     with pytest.raises(ValueError, match="one row per image"):
         molecule_representatives(pool, 2, features=np.zeros((2, 3)))
     assert molecule_label(pool[-1]).plausible is False
+
+
+def test_bond_graph_from_given_distances():
+    ethanol = molecule("CH3CH2OH")
+    d = ethanol.get_all_distances()
+    assert sorted(bond_graph(ethanol, 1.2, d).edges) == sorted(bond_graph(ethanol).edges)
+    with pytest.raises(ValueError, match="distances must be"):
+        bond_graph(ethanol, 1.2, d[:3, :3])

@@ -41,11 +41,12 @@ def molecule_label(atoms: Atoms, scale: float = 1.2,
                    valence: dict[str, int] | None = None) -> MoleculeLabel:
     """The :class:`MoleculeLabel` of one structure (bonds at ``scale`` × covalent radii)."""
     valence = VALENCE if valence is None else valence
-    graph = bond_graph(atoms, scale)
+    distances = atoms.get_all_distances(mic=bool(atoms.pbc.any())) if len(atoms) > 1 else None
+    graph = bond_graph(atoms, scale, distances)
     molecule = graph_hash(graph) if is_valid_molecule(graph, valence) else None
     misfit = sum(graph.degree[i] != valence.get(d["symbol"], graph.degree[i])
                  for i, d in graph.nodes(data=True))
-    loose = bond_graph(atoms, PLAUSIBLE_SCALE)
+    loose = bond_graph(atoms, PLAUSIBLE_SCALE, distances)
     connected = loose.number_of_nodes() > 0 and nx.is_connected(loose)
     return MoleculeLabel(molecule, skeleton_identity(graph, valence=valence), int(misfit),
                          connected,

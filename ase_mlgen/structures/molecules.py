@@ -24,11 +24,13 @@ from networkx.algorithms.isomorphism import categorical_node_match
 VALENCE = {"H": 1, "C": 4, "N": 3, "O": 2, "F": 1, "Si": 4, "S": 2, "Cl": 1}
 
 
-def bond_graph(atoms: Atoms, scale: float = 1.2) -> nx.Graph:
+def bond_graph(atoms: Atoms, scale: float = 1.2, distances: np.ndarray | None = None
+               ) -> nx.Graph:
     """The bond graph of ``atoms``: nodes are atom indices with attribute ``symbol``.
 
     Atoms ``i`` and ``j`` are bonded when ``d_ij < scale * (r_i + r_j)`` with ASE covalent radii;
-    periodic structures use the minimum-image distance.
+    periodic structures use the minimum-image distance. ``distances``: the ``(N, N)`` matrix of
+    those distances in Å when already at hand (e.g. to build graphs at several scales).
     """
     n = len(atoms)
     graph = nx.Graph()
@@ -37,7 +39,10 @@ def bond_graph(atoms: Atoms, scale: float = 1.2) -> nx.Graph:
         graph.add_node(i, symbol=s)
     if n < 2:
         return graph
-    d = atoms.get_all_distances(mic=bool(np.any(atoms.pbc)))
+    d = (atoms.get_all_distances(mic=bool(np.any(atoms.pbc))) if distances is None
+         else np.asarray(distances))
+    if d.shape != (n, n):
+        raise ValueError(f"distances must be a {n} x {n} matrix, got shape {d.shape}")
     radii = covalent_radii[atoms.numbers]
     cutoff = scale * (radii[:, None] + radii[None, :])
     i_idx, j_idx = np.nonzero(np.triu(d < cutoff, k=1))
@@ -104,10 +109,11 @@ def heavy_atom_skeleton(graph: nx.Graph, valence: dict[str, int] | None = None
     most the sum of ``valence − heavy degree`` and differs from it by an even number (the
     difference closes rings or makes double bonds). Where the hydrogens sit does not matter:
     a generated structure with a sound skeleton and one misplaced hydrogen passes. Elements
-    without a valence in ``valence`` (default :data:`VALENCE`) are never over-bonded.
+    without a valence in ``valence`` (default :data:`VALENCE`) are never over-bonded. The
+    skeleton is a read-only view of ``graph`` (``.copy()`` it to change it).
     """
     valence = VALENCE if valence is None else valence
-    heavy = heavy_atom_graph(graph)
+    heavy = graph.subgraph([n for n, d in graph.nodes(data=True) if d["symbol"] != "H"])
     if heavy.number_of_nodes() == 0 or not nx.is_connected(heavy):
         return None
     n_h = graph.number_of_nodes() - heavy.number_of_nodes()
