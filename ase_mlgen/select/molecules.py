@@ -18,9 +18,8 @@ import numpy as np
 from ase import Atoms
 
 from ase_mlgen.select.representatives import representatives, structure_features, too_close
-from ase_mlgen.structures.molecules import (VALENCE, bond_graph, graph_hash,
-                                            is_plausible_molecule, is_valid_molecule,
-                                            skeleton_identity)
+from ase_mlgen.structures.molecules import (VALENCE, bond_graph, is_plausible_molecule,
+                                            molecule_identity, skeleton_identity)
 
 TIERS = ("molecule", "skeleton", "other")
 #: bonds at this multiple of the covalent radii for the looser checks (connected, plausible)
@@ -43,12 +42,12 @@ def molecule_label(atoms: Atoms, scale: float = 1.2,
     valence = VALENCE if valence is None else valence
     distances = atoms.get_all_distances(mic=bool(atoms.pbc.any())) if len(atoms) > 1 else None
     graph = bond_graph(atoms, scale, distances)
-    molecule = graph_hash(graph) if is_valid_molecule(graph, valence) else None
     misfit = sum(graph.degree[i] != valence.get(d["symbol"], graph.degree[i])
                  for i, d in graph.nodes(data=True))
     loose = bond_graph(atoms, PLAUSIBLE_SCALE, distances)
     connected = loose.number_of_nodes() > 0 and nx.is_connected(loose)
-    return MoleculeLabel(molecule, skeleton_identity(graph, valence=valence), int(misfit),
+    return MoleculeLabel(molecule_identity(graph, valence=valence),
+                         skeleton_identity(graph, valence=valence), int(misfit),
                          connected,
                          connected and is_plausible_molecule(loose, valence=valence))
 

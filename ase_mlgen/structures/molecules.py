@@ -86,14 +86,16 @@ def graph_hash(graph: nx.Graph) -> str:
     return nx.weisfeiler_lehman_graph_hash(graph, node_attr="symbol")
 
 
-def molecule_identity(atoms: Atoms, scale: float = 1.2,
+def molecule_identity(atoms_or_graph: Atoms | nx.Graph, scale: float = 1.2,
                       valence: dict[str, int] | None = None) -> str | None:
     """A label of the constitutional isomer of ``atoms``: the element-labelled Weisfeiler–Lehman
     hash of its bond graph when that graph is one valence-saturated molecule, else ``None``.
+    A bond graph given instead of ``atoms`` is used as it is.
 
     Needs no list of expected isomers, so it serves as ``group=`` of
     :func:`ase_mlgen.select.representatives` for any composition (one pick per isomer)."""
-    graph = bond_graph(atoms, scale)
+    graph = (atoms_or_graph if isinstance(atoms_or_graph, nx.Graph)
+             else bond_graph(atoms_or_graph, scale))
     if not is_valid_molecule(graph, valence):
         return None
     return graph_hash(graph)
