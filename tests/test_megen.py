@@ -224,6 +224,65 @@ def test_search_generator_screens_lowest_first_and_reseeds_from_minima():
         SearchMeGen(MeGen(random_state=0), 8, seeds=seeds, screen=4)
 
 
+def test_search_generator_regrows_larger_patches_while_stalled():
+    """regrow=K: after ``patience`` relaxations without a new lowest energy the relocation seeds
+    lose a patch of 2, …, K atoms of which the policy regrows all but one; a new lowest energy
+    brings the move back to one atom."""
+    from ase_mlgen.generators.megen import SearchMeGen
+
+    minimum = _cluster(10, seed=3)
+    gen = SearchMeGen(MeGen(random_state=0), 10, regrow=3, patience=2, random_state=0)
+    gen.observe(minimum, -20.0)
+    assert gen.patch_size == 1
+    kept = [len(_matching_atoms(s, minimum)) for s in gen._seed_pool(None)]
+    assert kept and set(kept) == {9}                      # one atom removed, none added
+    other = minimum.copy()
+    for k in range(2):                                    # two relaxations, no better energy
+        other.positions[0] += 0.7
+        gen.observe(other, -10.0 - k)              # far above the window: not in the pool
+    assert gen.patch_size == 2
+    seeds = gen._seed_pool(None)
+    assert {len(s) for s in seeds} == {9}
+    assert {len(_matching_atoms(s, minimum)) for s in seeds} == {8}   # patch of 2, one regrown
+    for k in range(2):
+        other.positions[1] += 0.7
+        gen.observe(other, -10.5 - k)
+    assert gen.patch_size == 3
+    assert {len(_matching_atoms(s, minimum)) for s in gen._seed_pool(None)} == {7}
+    gen.observe(minimum.copy(), -20.5)                    # a new lowest energy
+    assert gen.patch_size == 1
+    with pytest.raises(ValueError, match="regrow"):
+        SearchMeGen(MeGen(random_state=0), 10, regrow=9)
+
+
+def test_search_generator_temperature_orders_screened_candidates_by_boltzmann_weight():
+    from ase_mlgen.generators.megen import SearchMeGen
+
+    energies = np.array([0.3, 0.0, 0.1, 0.2])
+    greedy = SearchMeGen(MeGen(random_state=0), 8, random_state=0)
+    assert greedy._screen_order(energies, None).tolist() == [1, 2, 3, 0]
+    warm = SearchMeGen(MeGen(random_state=0), 8, temperature=0.1, random_state=0)
+    firsts = np.array([warm._screen_order(energies, None)[0] for _ in range(4000)])
+    share = np.bincount(firsts, minlength=4) / len(firsts)
+    weights = np.exp(-energies / 0.1) / np.exp(-energies / 0.1).sum()
+    assert np.allclose(share, weights, atol=0.03)     # first pick ~ exp(-E/T)
+    assert sorted(warm._screen_order(energies, None).tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="temperature"):
+        SearchMeGen(MeGen(random_state=0), 8, temperature=-1.0)
+
+
+def _matching_atoms(seed, minimum, tol=1e-6):
+    """Indices of ``seed`` atoms that sit on an atom of ``minimum`` after the best translation
+    (growth re-centres a cluster; Å)."""
+    best = np.array([], dtype=int)
+    for shift in (minimum.positions[:, None] - seed.positions[None]).reshape(-1, 3):
+        d = np.linalg.norm(seed.positions[:, None] + shift - minimum.positions[None], axis=-1)
+        hits = np.nonzero(d.min(axis=1) < tol)[0]
+        if len(hits) > len(best):
+            best = hits
+    return best
+
+
 def test_search_generator_pool_merges_one_basin_split_by_the_angle_cutoff():
     """One basin relaxed twice, a bond on either side of the 3.1 Å angle cut-off: the paper's
     criterion calls the two distinct, the seed pool keeps one of them."""

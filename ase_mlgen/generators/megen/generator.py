@@ -16,6 +16,8 @@ from ase_mlgen.generators.megen.env import BatchGrowthEnv, PlacementRules, energ
 from ase_mlgen.generators.megen.policy import MeGenPolicy
 
 FORMAT_VERSION = 1
+#: a relaxed minimum counts as a new lowest energy of a search when it is this much lower (eV)
+STALL_TOL = 0.01
 
 
 def dimer(element: str = "Ga", bond_length: float | None = None) -> Atoms:
@@ -413,6 +415,16 @@ class SearchMeGen:
     ``site_tol`` (Å) adds the pre-relaxation :class:`SiteFilter`: a candidate whose new atom sits
     at a site of its seed already proposed (or, for a relocation seed, where the removed atom
     was) is not proposed again. ``None`` (default): the paper's duplicate criterion only.
+
+    ``temperature`` (eV, default 0: lowest predicted energy first) proposes the screened
+    candidates in a random order weighted by ``exp(−E_pred / temperature)``.
+
+    ``regrow=K`` (default 1) escalates the relocation move when the search stalls: after
+    ``patience`` relaxations without a new lowest energy (by more than 0.01 eV) the relocation
+    seeds remove a surface *patch* of ``d`` atoms (a weakly bound atom and its ``d − 1``
+    nearest neighbours) from each low minimum and let the policy regrow ``d − 1`` of them, the
+    last one being placed by the usual screened step; ``d`` runs 1, 2, …, ``K`` and starts
+    again at 1 while the search keeps stalling, and falls back to 1 at every new lowest energy.
     """
 
     name = "megen"
@@ -420,9 +432,22 @@ class SearchMeGen:
     def __init__(self, megen: MeGen, n_atoms: int, seeds=None, keep: int = 8,
                  window: float = 0.5, beam: int = 4, random_state: int | None = None,
                  reseed: str = "auto", screen: int = 0, site_tol: float | None = None,
-                 predicted_tol: float | None = None):
+                 predicted_tol: float | None = None, regrow: int = 1, patience: int = 10,
+                 temperature: float = 0.0):
         if reseed not in ("auto", "both"):
             raise ValueError(f"reseed must be 'auto' or 'both', not {reseed!r}")
+        if regrow < 1 or regrow >= n_atoms - 1:
+            raise ValueError(f"regrow must be between 1 and {n_atoms - 2} atoms for a "
+                             f"{n_atoms}-atom cluster, not {regrow}")
+        if patience < 1:
+            raise ValueError("patience must be >= 1 relaxation")
+        if not temperature >= 0:
+            raise ValueError("temperature must be >= 0 eV")
+        self.regrow, self.patience = int(regrow), int(patience)
+        self.temperature = float(temperature)
+        self._best = float("inf")
+        self._stall = 0
+        self._relocation_cache: tuple | None = None
         if screen < 0:
             raise ValueError("screen must be >= 0")
         if screen and megen.calculator is None:
@@ -449,6 +474,10 @@ class SearchMeGen:
         """Report a relaxed ``N``-atom minimum (eV) found by the search."""
         if len(atoms) != self.n_atoms:
             return
+        if energy < self._best - STALL_TOL:
+            self._best, self._stall = float(energy), 0
+        else:
+            self._stall += 1
         a = atoms.copy()
         a.calc = None
         a.info = {"energy": float(energy)}
@@ -479,21 +508,38 @@ class SearchMeGen:
         emin = self.minima[0][0]
         return [(e, m) for e, m in self.minima if e <= emin + self.window][:self.keep]
 
+    @property
+    def patch_size(self) -> int:
+        """Atoms the relocation move removes now (1 until the search stalls; see ``regrow``)."""
+        return 1 + (self._stall // self.patience) % self.regrow
+
     def _relocation_seeds(self) -> list[Atoms]:
-        pool = []
+        key = self._pool_key()
+        if self._relocation_cache is not None and self._relocation_cache[0] == key:
+            return self._relocation_cache[1]
+        size = self.patch_size
+        pool, cores = [], []
         for _, m in self._low_minima():
             d = m.get_all_distances()
             coordination = (d < self.megen.rules.windows[0][1]).sum(1) - 1
-            # prefer removing weakly bound atoms (lowest coordination first)
+            # prefer removing weakly bound atoms (lowest coordination first) with their nearest
+            # neighbours as one surface patch
             for i in np.argsort(coordination, kind="stable")[:max(3, len(m) // 3)]:
-                order = [j for j in range(len(m)) if j != i]
-                pool.append(m[order])
-                if self._sites is not None:   # putting the atom back is no new candidate
-                    self._sites.add(m[order + [int(i)]])
+                patch = set(np.argsort(d[i], kind="stable")[:size].tolist())
+                order = [j for j in range(len(m)) if j not in patch]
+                if size == 1:
+                    pool.append(m[order])
+                    if self._sites is not None:   # putting the atom back is no new candidate
+                        self._sites.add(m[order + [int(i)]])
+                else:
+                    cores.append(m[order])
+        if cores:   # the policy regrows all but the last atom of each patch (twice per core)
+            pool += self.megen.grow(cores + cores, self.n_atoms - 1, rng=self._rng)
+        self._relocation_cache = (key, pool)
         return pool
 
     def _pool_key(self) -> tuple:
-        return tuple(round(e, 4) for e, _ in self._low_minima())
+        return (self.patch_size,) + tuple(round(e, 4) for e, _ in self._low_minima())
 
     def _seed_pool(self, rng) -> list[Atoms]:
         if self.given is not None:
@@ -556,6 +602,16 @@ class SearchMeGen:
             out += self.megen.generate(n - len(out), rng=rng, seeds=pool)
         return out
 
+    def _screen_order(self, energies: np.ndarray, rng) -> np.ndarray:
+        """Order in which screened candidates are proposed: lowest predicted energy first, or
+        with ``temperature > 0`` (eV) a draw without replacement with weights
+        ``exp(−E / temperature)`` (Gumbel top-k), so that a reward model's systematic bias
+        does not send every step into one funnel."""
+        if self.temperature <= 0 or len(energies) < 2:
+            return np.argsort(energies, kind="stable")
+        gumbel = -np.log(-np.log(as_rng(rng, self._rng).uniform(1e-12, 1.0, len(energies))))
+        return np.argsort(energies / self.temperature - gumbel, kind="stable")
+
     def _refill(self, pool: list[Atoms], rng) -> None:
         oversample, self.megen.oversample = self.megen.oversample, 1
         try:
@@ -568,7 +624,7 @@ class SearchMeGen:
         self.megen.n_reward_calls += len(fresh)
         for atoms, e in zip(fresh, energies):
             atoms.info["predicted_energy"] = float(e)
-        queue = [fresh[i] for i in np.argsort(energies, kind="stable")]
+        queue = [fresh[i] for i in self._screen_order(np.asarray(energies, dtype=float), rng)]
         if self.predicted_tol is not None:    # one candidate per predicted level not yet used
             levels = list(self._predicted)
             kept = []
@@ -589,7 +645,10 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
     ``reward`` (calculator spec for screening, e.g. ``dart:PATH``), ``oversample`` (int),
     ``screen`` (int: rank that many candidates by the reward and relax them lowest first),
     ``reseed`` (``auto``/``both``), ``site_tol`` (Å: pre-relaxation site duplicates),
-    ``predicted_tol`` (eV: pre-relaxation duplicates by equal predicted energy), ``keep``,
+    ``predicted_tol`` (eV: pre-relaxation duplicates by equal predicted energy), ``regrow``
+    (atoms of the largest surface patch regrown when the search stalls), ``patience``
+    (relaxations without a new lowest energy before the patch grows), ``temperature`` (eV:
+    screened candidates proposed in a Boltzmann-weighted order instead of lowest first), ``keep``,
     ``window`` (eV), ``beam`` (width of the growth beam when no seeds are known), ``focal``
     (``random``/``learned``), ``device``.
     """
@@ -614,4 +673,7 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
                        reseed=option(options, "reseed", "auto", str),
                        screen=option(options, "screen", 0, int),
                        site_tol=option(options, "site_tol", None, float),
-                       predicted_tol=option(options, "predicted_tol", None, float))
+                       predicted_tol=option(options, "predicted_tol", None, float),
+                       regrow=option(options, "regrow", 1, int),
+                       patience=option(options, "patience", 10, int),
+                       temperature=option(options, "temperature", 0.0, float))
