@@ -343,9 +343,12 @@ def test_cli_crystal_with_cell_margin_and_coordination_filter(tmp_path, capsys):
     write(data, [quartz])
     run = tmp_path / "run"
     assert main(["logan", "train", str(data), "--out", str(run), "--epochs", "2", "--n-max",
-                 "3", "--r-cut", "4", "--device", "cpu", "--cell-margin", "0.25"]) == 0
+                 "3", "--r-cut", "4", "--device", "cpu", "--cell-margin", "0.25",
+                 "--repulsion", "5", "--repulsion-scale", "0.8"]) == 0
     model = load_model(run, device="cpu")
     assert model.params["cell_margin"] == 0.25 and model.generator.span == (-0.25, 1.25)
+    assert model.params["repulsion"] == 5 and model.params["repulsion_scale"] == 0.8
+    assert "contact_penalty" in model.history[-1]
     out = tmp_path / "gen.extxyz"
     assert main(["logan", "generate", str(run), "-n", "60", "-o", str(out), "--select", "3",
                  "--min-distance", "0", "--coordination", "Si=4,O=2", "--bonds",

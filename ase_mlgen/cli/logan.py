@@ -30,7 +30,8 @@ def run_train(args: argparse.Namespace) -> int:
     params = {}
     for key in ("epochs", "batch_size", "r_cut", "n_max", "max_neighbours", "radial",
                 "lr_generator", "lr_critic", "device", "snapshot_every", "snapshot_start",
-                "penalty_mode", "penalty_weight", "cell_margin"):
+                "penalty_mode", "penalty_weight", "cell_margin", "repulsion",
+                "repulsion_scale"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
@@ -161,6 +162,12 @@ def register(subparsers) -> None:
     t.add_argument("--cell-margin", dest="cell_margin", type=float,
                    help="crystals: fractional coordinates span (-m, 1+m) and are wrapped "
                         "(default 0.5; 0 = the paper's sigmoid into the cell)")
+    t.add_argument("--repulsion", type=float,
+                   help="weight of the generator's penalty on contacts shorter than "
+                        "--repulsion-scale x the shortest training distance of each species "
+                        "pair (default 0: the paper's loss)")
+    t.add_argument("--repulsion-scale", dest="repulsion_scale", type=float,
+                   help="fraction of the shortest training pair distance (default 0.9)")
     t.add_argument("--device", help="auto (default), cpu or cuda")
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--seed", type=int, default=0)

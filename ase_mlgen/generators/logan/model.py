@@ -21,6 +21,8 @@ import torch
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from ase_mlgen.generators.logan.contacts import (contact_penalty, floor_matrix,
+                                                 shortest_pair_distances)
 from ase_mlgen.generators.logan.nets import Critic, Generator
 from ase_mlgen.utils.device import resolve_device
 
@@ -64,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "threads": 1,
     "cell_margin": 0.5,
+    "repulsion": 0.0,
+    "repulsion_scale": 0.9,
 }
 
 
@@ -138,7 +142,10 @@ class LoGAN:
     ``rattle`` / ``rattle_size`` (rattled copies of each training structure for the pools),
     ``standardize`` (scale descriptor features by the pools' mean and spread), ``cell_margin``
     (crystals: fractional coordinates come out in (-margin, 1 + margin) and are wrapped into
-    the cell; 0 is the paper's sigmoid into the cell; ignored for molecules), ``device``,
+    the cell; 0 is the paper's sigmoid into the cell; ignored for molecules), ``repulsion``
+    (weight of an optional generator penalty, Å⁻², on pairs closer than ``repulsion_scale`` ×
+    the shortest training distance of their species pair; 0, the paper's loss, by default;
+    see :mod:`ase_mlgen.generators.logan.contacts`), ``device``,
     ``threads`` (torch CPU threads during ``fit``, restored afterwards; default 1: the batches
     are a few hundred atoms, and on a busy machine more threads only spin — 6–10 s per epoch
     with two threads at load 4 against 0.4 s with one; ``None`` leaves torch's setting),
@@ -160,6 +167,11 @@ class LoGAN:
             raise ValueError("penalty_mode must be 'separate' or 'joint'")
         if self.params["radial"] not in ("bessel", "gaussian"):
             raise ValueError("radial must be 'bessel' or 'gaussian'")
+        if not float(self.params["repulsion"]) >= 0:
+            raise ValueError("repulsion must be non-negative (weight of the contact penalty)")
+        if not 0 < float(self.params["repulsion_scale"]) <= 1.5:
+            raise ValueError("repulsion_scale must be in (0, 1.5] (fraction of the shortest "
+                             "training distance of each species pair)")
         if not float(self.params["cell_margin"]) >= 0:
             raise ValueError("cell_margin must be non-negative (fractions of the cell)")
         for key in ("batch_size", "epochs", "latent_dim"):
@@ -396,6 +408,12 @@ class LoGAN:
         if hasattr(self.descriptor, "to"):
             self._descriptor = self.descriptor.to(dev)
 
+        floors = cell_t = None
+        if float(p["repulsion"]) > 0:
+            floors = floor_matrix(self.numbers, shortest_pair_distances(images),
+                                  float(p["repulsion_scale"])).to(dev)
+            cell_t = (torch.as_tensor(self.cell, dtype=torch.float32, device=dev)
+                      if self.periodic else None)
         pools = self._build_pools(images, rng)
         self._n_features = next(iter(pools.values())).shape[-1]
         if p["standardize"]:
@@ -449,6 +467,10 @@ class LoGAN:
             pos = self._positions(self.generator(z))
             fake = self._describe(pos, self._numbers_t, None if cell_b is None else cell_b[:B])
             g_loss = -self._score(fake).mean()
+            if floors is not None:   # optional prior against contacts shorter than training's
+                contact = contact_penalty(pos, floors, cell_t).mean()
+                g_loss = g_loss + float(p["repulsion"]) * contact
+                acc["contact_penalty"] += float(contact.detach())
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
