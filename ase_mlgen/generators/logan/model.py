@@ -408,12 +408,10 @@ class LoGAN:
         if hasattr(self.descriptor, "to"):
             self._descriptor = self.descriptor.to(dev)
 
-        floors = cell_t = None
+        floors = None
         if float(p["repulsion"]) > 0:
             floors = floor_matrix(self.numbers, shortest_pair_distances(images),
                                   float(p["repulsion_scale"])).to(dev)
-            cell_t = (torch.as_tensor(self.cell, dtype=torch.float32, device=dev)
-                      if self.periodic else None)
         pools = self._build_pools(images, rng)
         self._n_features = next(iter(pools.values())).shape[-1]
         if p["standardize"]:
@@ -468,7 +466,8 @@ class LoGAN:
             fake = self._describe(pos, self._numbers_t, None if cell_b is None else cell_b[:B])
             g_loss = -self._score(fake).mean()
             if floors is not None:   # optional prior against contacts shorter than training's
-                contact = contact_penalty(pos, floors, cell_t).mean()
+                contact = contact_penalty(pos, floors,
+                                          None if cell_b is None else cell_b[0]).mean()
                 g_loss = g_loss + float(p["repulsion"]) * contact
                 acc["contact_penalty"] += float(contact.detach())
             opt_g.zero_grad(set_to_none=True)
