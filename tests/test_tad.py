@@ -169,3 +169,17 @@ def test_fast_integer_counts_equal_shell_matrix_sums(shells):
         if m is not None:
             expected = expected * m[..., None]
         assert torch.equal(tad.forward_batch(pos, m), expected)
+
+
+def test_integer_shell_distances_are_summed_in_a_fixed_order():
+    """The integer TAD's squared distances are ((Δx² + Δy²) + Δz²) as separate element-wise
+    operations, so CPU and CUDA count pairs near a shell radius alike (a reduction kernel may add
+    in another order); the tabulated fast path uses the same order."""
+    from ase_mlgen.descriptors.tad import _squared_distances
+
+    gen = torch.Generator().manual_seed(3)
+    pos = torch.rand(64, 30, 3, generator=gen) * 12.0      # float32, as DART evaluates
+    d2, _ = _squared_distances(pos)
+    diff = pos[:, :, None, :] - pos[:, None, :, :]
+    sq = diff * diff
+    assert torch.equal(d2, (sq[..., 0] + sq[..., 1]) + sq[..., 2])

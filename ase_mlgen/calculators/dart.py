@@ -64,7 +64,9 @@ class DART(Calculator):
         In :meth:`predict`, evaluate integer-TAD models through the exact tabulated path
         (:mod:`ase_mlgen.nn.dart_fast`: embeddings looked up per distinct TAD, the interaction
         block's first layer folded into them) for batches of at least ``chunk_atoms`` atoms;
-        ``False`` runs the plain network. Single structures always take the plain network.
+        ``False`` runs the plain network. Single structures always take the plain network, and
+        so does CUDA (the fast path is a CPU-cache scheme: on an H200 the plain network scored
+        ~120,000 Ga50/s, the fast path ~13,000; ``bench/results/cuda_check.json``).
     chunk_atoms:
         Atoms per work block of the fast path (whole clusters; its arrays stay in cache).
     **hyper:
@@ -153,8 +155,8 @@ class DART(Calculator):
         (:class:`~ase_mlgen.nn.dart_fast.TabulatedDART`, the same numbers) for the integer TAD
         and batches of at least ``chunk_atoms`` atoms unless ``fast=False``, the plain network
         otherwise."""
-        if self.fast and not self.smooth and positions.shape[0] * positions.shape[1] >= \
-                self.chunk_atoms:
+        if self.fast and not self.smooth and positions.device.type == "cpu" and \
+                positions.shape[0] * positions.shape[1] >= self.chunk_atoms:
             from ase_mlgen.nn.dart_fast import TabulatedDART
 
             return TabulatedDART(self.model, chunk_atoms=self.chunk_atoms)(positions)
@@ -273,5 +275,10 @@ class DART(Calculator):
 
 
 def load_run(run_dir) -> DART:
-    """Loader of a finished training run (used by :meth:`ase_mlgen.jobs.Job.result`)."""
-    return DART.load(Path(run_dir) / "model.pt")
+    """Loader of a finished training run (used by :meth:`ase_mlgen.jobs.Job.result`): the
+    calculator on the device the run trained on (``"auto"`` is resolved again here)."""
+    from ase_mlgen.jobs import RunDirectory
+
+    config = RunDirectory(run_dir).read_config()
+    return DART.load(Path(run_dir) / "model.pt",
+                     device=config.get("trainer", {}).get("device") or "auto")

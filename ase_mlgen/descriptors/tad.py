@@ -123,7 +123,12 @@ def _squared_distances(positions: torch.Tensor, mask: torch.Tensor | None = None
         if mask.shape != (b, n):
             raise ValueError(f"mask must have shape {(b, n)}, got {tuple(mask.shape)}")
         valid = mask[:, :, None] & mask[:, None, :] & ~eye
-    d2 = ((positions[:, :, None, :] - positions[:, None, :, :]) ** 2).sum(-1)
+    # ((Δx² + Δy²) + Δz²) as separate element-wise operations: each is correctly rounded, so
+    # every device gives the same bits. A reduction kernel (``.sum(-1)``) may add in another
+    # order on CUDA, and a pair within ~1e-6 Å of a shell radius then changes shell.
+    sq = positions[:, :, None, :] - positions[:, None, :, :]
+    sq = sq * sq
+    d2 = (sq[..., 0] + sq[..., 1]) + sq[..., 2]
     return d2, valid
 
 
