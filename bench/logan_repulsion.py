@@ -60,6 +60,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repulsion", type=float, nargs="+", default=[10.0])
     ap.add_argument("--scale", type=float, default=0.9, help="repulsion_scale")
     ap.add_argument("--epochs", type=int, default=2000)
+    ap.add_argument("--snapshot-start", type=int, default=500)
+    ap.add_argument("--snapshot-every", type=int, default=250)
     ap.add_argument("--n", type=int, default=4000, help="structures generated per model")
     ap.add_argument("--baseline", default=None, help="run directory with member_*.pt")
     ap.add_argument("--data", default=str(DATA))
@@ -74,8 +76,9 @@ def main(argv=None) -> None:
 
     held, train_images = _sio2_target(sio2_targets(args.data)[args.target], 48)
     recipe = dict(epochs=args.epochs, lr_generator=1e-3, lr_critic=1e-3, r_cut=5.0, n_max=4,
-                  max_neighbours=12, rattle=1, cell_margin=0.5, snapshot_every=250,
-                  snapshot_start=500, device="cpu")
+                  max_neighbours=12, rattle=1, cell_margin=0.5,
+                  snapshot_every=args.snapshot_every, snapshot_start=args.snapshot_start,
+                  device="cpu")
     out = {"what": "LoGAN short-contact prior, one member per weight, no relaxation",
            "target": args.target, "recipe": recipe, "repulsion_scale": args.scale, "seed": 0,
            "generation_random_state": 1,

@@ -58,3 +58,22 @@ def test_logan_with_repulsion_trains_and_logs_the_penalty():
         LoGAN(repulsion=-1.0)
     with pytest.raises(ValueError, match="repulsion_scale"):
         LoGAN(repulsion_scale=0.0)
+
+
+def test_contact_penalty_is_exact_in_a_skewed_cell():
+    """Every periodic image closer than its floor counts, in a cell where rounding fractional
+    coordinates finds the wrong image: the penalty equals the sum over ASE's neighbour list."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    cell = np.array([[5.0, 0.0, 0.0], [4.6, 1.2, 0.0], [0.3, 0.4, 4.0]])
+    rng = np.random.default_rng(4)
+    atoms = Atoms("Si2O4", cell=cell, pbc=True, scaled_positions=rng.random((6, 3)))
+    floors = floor_matrix(atoms.numbers, {(8, 14): 1.6, (8, 8): 2.4, (14, 14): 2.9}, 1.0)
+    i, j, d = neighbor_list("ijd", atoms, float(floors.max()))
+    f = floors.numpy()[i, j]
+    expected = 0.5 * np.sum(np.clip(f - d, 0, None) ** 2)
+    assert expected > 0
+    pos = torch.tensor(atoms.positions[None], dtype=torch.float64)
+    got = contact_penalty(pos, floors.double(), torch.tensor(cell))
+    assert got.item() == pytest.approx(expected, rel=1e-10)

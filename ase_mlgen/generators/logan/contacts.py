@@ -52,14 +52,23 @@ def contact_penalty(positions: torch.Tensor, floors: torch.Tensor,
                     cell: torch.Tensor | None = None) -> torch.Tensor:
     """Per structure ``Σ_{a<b} max(0, floor_ab − d_ab)²`` (Å²) for ``positions`` ``(B, N, 3)``.
 
-    With a ``cell`` (3 × 3, Å) distances use the nearest image found by rounding fractional
-    differences: exact for cells that are not strongly skewed, otherwise an upper bound on the
-    distance (a missed contact, never a spurious one)."""
-    diff = positions[:, :, None, :] - positions[:, None, :, :]
-    if cell is not None:
-        frac = diff @ torch.linalg.inv(cell)
-        diff = (frac - torch.round(frac.detach())) @ cell
-    # the diagonal has floor 0; a tiny offset keeps the gradient of sqrt finite there
-    dist = torch.sqrt((diff ** 2).sum(-1) + 1e-12)
-    short = torch.relu(floors.to(dist) - dist)
+    With a ``cell`` (3 × 3, Å; periodic in all three directions) every periodic image of ``b``
+    closer than the floor counts, found by the descriptors' neighbour lists
+    (:func:`~ase_mlgen.descriptors.neighbours.build_neighbours`), so skewed cells are exact too.
+    Pairs of an atom with its own image have no floor (the diagonal of ``floors`` is 0)."""
+    from ase_mlgen.descriptors.neighbours import build_neighbours
+
+    floors = floors.to(positions)
+    r_max = float(floors.max()) if floors.numel() else 0.0
+    if r_max <= 0.0:
+        return positions.new_zeros(positions.shape[0])
+    if cell is None:
+        nb = build_neighbours(positions, None, False, r_max)
+    else:
+        cells = cell.to(positions).expand(positions.shape[0], 3, 3)
+        nb = build_neighbours(positions, cells, True, r_max)
+    n = positions.shape[1]
+    pair_floor = torch.gather(floors.expand(positions.shape[0], n, n), 2, nb.index)
+    short = torch.relu(pair_floor - nb.distances) * nb.mask.to(positions.dtype)
+    # each pair (and each image pair) is listed from both of its atoms
     return 0.5 * (short ** 2).sum(dim=(-1, -2))
