@@ -8,9 +8,10 @@ seeds of ``SearchMeGen``) and builds two candidate sets for the 19-atom fragment
 
 * ``policy``: ``--samples`` placements per fragment by the trained MeGen policy, distinct by
   site (``SiteFilter``), the putting-back of the removed atom excluded;
-* ``hollow``: every hollow site of the fragment — the points at distance r (2.75 and 2.95 Å)
-  from three atoms that are pairwise closer than 3.6 Å, no other atom closer than r − 0.05 Å,
-  valid by the placement rules, sites closer than 0.3 Å merged.
+* ``hollow``: every hollow site of the fragment (``ase_mlgen.generators.megen.hollow``): the
+  points at distance r (2.75 and 2.95 Å) from three atoms that are pairwise closer than 3.6 Å,
+  no other atom closer than r − 0.05 Å, valid by the placement rules, sites closer than 0.3 Å
+  merged.
 
 Each candidate is relaxed with the GAP teacher (FIRE, fmax 0.05 eV/Å); candidates below the
 funnel by more than 0.015 eV are re-relaxed to fmax 0.005 and compared with the reference
@@ -24,7 +25,6 @@ policy proposes.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -36,35 +36,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def hollow_sites(positions: np.ndarray, r: float, edge_max: float = 3.6,
-                 merge: float = 0.3) -> list[np.ndarray]:
-    """Points at distance ``r`` (Å) from three atoms pairwise closer than ``edge_max`` with no
-    atom closer than ``r − 0.05``; sites closer than ``merge`` Å to a kept one are dropped."""
-    d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    sites: list[np.ndarray] = []
-    for i, j, k in itertools.combinations(range(len(positions)), 3):
-        if max(d[i, j], d[i, k], d[j, k]) > edge_max:
-            continue
-        a, b, c = positions[i], positions[j], positions[k]
-        ab, ac = b - a, c - a
-        normal = np.cross(ab, ac)
-        area2 = float(normal @ normal)
-        if area2 < 1e-12:
-            continue
-        centre = a + (np.cross(normal, ab) * (ac @ ac) + np.cross(ac, normal) * (ab @ ab)) \
-            / (2.0 * area2)
-        rc = float(np.linalg.norm(centre - a))
-        if rc >= r:
-            continue
-        h = np.sqrt(r * r - rc * rc) * normal / np.sqrt(area2)
-        for p in (centre + h, centre - h):
-            if np.linalg.norm(positions - p, axis=1).min() < r - 0.05:
-                continue
-            if all(np.linalg.norm(p - q) > merge for q in sites):
-                sites.append(p)
-    return sites
-
-
 def main(argv=None) -> int:
     from ase import Atoms
     from ase.optimize import FIRE
@@ -73,6 +44,7 @@ def main(argv=None) -> int:
     from ase_mlgen.calculators.specs import calculator_from_spec
     from ase_mlgen.generators.megen import MeGen, PlacementRules
     from ase_mlgen.generators.megen.duplicates import SiteFilter
+    from ase_mlgen.generators.megen.hollow import hollow_sites
     from ase_mlgen.inversion.compare import cluster_rmsd
     from ase_mlgen.search.runner import machine_info
     from ase_mlgen.utils.io import atomic_json_dump

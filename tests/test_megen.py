@@ -391,3 +391,43 @@ def test_placement_mask_keeps_sampled_directions_valid():
         assert np.isfinite(act["entropy"].numpy()).all()
     assert results[True] == 1.0
     assert results[False] < 0.9
+
+
+def test_hollow_sites_sit_at_the_radius_from_three_atoms():
+    from ase_mlgen.generators.megen.hollow import hollow_sites
+
+    tri = np.array([[0.0, 0, 0], [2.7, 0, 0], [1.35, 2.7 * math.sqrt(3) / 2, 0]])
+    sites = hollow_sites(tri, 2.8)
+    assert len(sites) == 2                                  # above and below the triangle
+    for s in sites:
+        np.testing.assert_allclose(np.linalg.norm(tri - s, axis=1), 2.8, atol=1e-9)
+    assert hollow_sites(tri, 1.2) == []                     # smaller than the circumradius
+    assert hollow_sites(tri, 2.8, edge_max=2.0) == []       # not a triangle of neighbours
+
+
+def test_search_generator_tries_hollow_relocations_of_the_lowest_minimum_when_stalled():
+    """hollow=r: after ``patience`` relaxations without progress the next candidates are the
+    lowest minimum with one atom moved onto a hollow site (each minimum once, lowest predicted
+    first); a new lowest energy ends it."""
+    from ase_mlgen.generators.megen import SearchMeGen
+
+    calc = _PairCalc()
+    minimum = _cluster(10, seed=3)
+    megen = MeGen(calculator=calc, random_state=0, policy_kwargs={"n_directions": 256})
+    gen = SearchMeGen(megen, 10, screen=16, hollow=2.7, patience=2, random_state=0)
+    gen.observe(minimum, -20.0)
+    assert all(a.info.get("move") != "hollow" for a in gen.generate(2))   # not stalled yet
+    for k in range(2):
+        gen.observe(_cluster(10, seed=10 + k), -10.0 - k)
+    out = gen.generate(2)
+    assert [a.info.get("move") for a in out] == ["hollow", "hollow"]
+    energies = [a.info["predicted_energy"] for a in out]
+    assert energies == sorted(energies)
+    for a in out:
+        assert len(_matching_atoms(a, minimum)) == 9        # one atom of the minimum moved
+        d = np.sort(np.linalg.norm(a.positions[:-1] - a.positions[-1], axis=1))
+        np.testing.assert_allclose(d[:3], 2.7, atol=1e-6)  # on a three-fold hollow site
+    rest = gen.generate(10)
+    assert not any(a.info.get("move") == "hollow" for a in rest)   # `patience` per minimum
+    with pytest.raises(ValueError, match="screen"):
+        SearchMeGen(MeGen(calculator=calc, random_state=0), 10, hollow=2.7)

@@ -13,6 +13,7 @@ from ase import Atoms
 from ase_mlgen.generators.base import as_rng, option, tag
 from ase_mlgen.generators.megen.duplicates import DuplicateFilter, SiteFilter, unique
 from ase_mlgen.generators.megen.env import BatchGrowthEnv, PlacementRules, energies_of
+from ase_mlgen.generators.megen.hollow import hollow_relocations
 from ase_mlgen.generators.megen.policy import MeGenPolicy
 
 FORMAT_VERSION = 1
@@ -425,6 +426,13 @@ class SearchMeGen:
     nearest neighbours) from each low minimum and let the policy regrow ``d − 1`` of them, the
     last one being placed by the usual screened step; ``d`` runs 1, 2, …, ``K`` and starts
     again at 1 while the search keeps stalling, and falls back to 1 at every new lowest energy.
+
+    ``hollow=r`` (Å, default 0: off; needs ``screen``) adds hollow-site relocations when the
+    search stalls: after ``patience`` relaxations without a new lowest energy, the next
+    ``patience`` candidates are the lowest minimum with one of its weakly bound atoms moved onto
+    a hollow site at ``r`` from three atoms (:func:`~ase_mlgen.generators.megen.hollow.
+    hollow_relocations`), lowest predicted energy first — sites the policy, trained towards short
+    bonds, seldom proposes. Each minimum gets this once.
     """
 
     name = "megen"
@@ -433,7 +441,7 @@ class SearchMeGen:
                  window: float = 0.5, beam: int = 4, random_state: int | None = None,
                  reseed: str = "auto", screen: int = 0, site_tol: float | None = None,
                  predicted_tol: float | None = None, regrow: int = 1, patience: int = 10,
-                 temperature: float = 0.0):
+                 temperature: float = 0.0, hollow: float = 0.0):
         if reseed not in ("auto", "both"):
             raise ValueError(f"reseed must be 'auto' or 'both', not {reseed!r}")
         if regrow < 1 or regrow >= n_atoms - 1:
@@ -443,6 +451,14 @@ class SearchMeGen:
             raise ValueError("patience must be >= 1 relaxation")
         if not temperature >= 0:
             raise ValueError("temperature must be >= 0 eV")
+        if not hollow >= 0:
+            raise ValueError("hollow must be >= 0 Å (0: off)")
+        if hollow and not screen:
+            raise ValueError("hollow > 0 ranks the relocations by predicted energy; it needs "
+                             "screen > 0")
+        self.hollow = float(hollow)
+        self._hollow_queue: list[Atoms] = []
+        self._hollow_done: list[Atoms] = []   # the minima (objects) whose relocations were queued
         self.regrow, self.patience = int(regrow), int(patience)
         self.temperature = float(temperature)
         self._best = float("inf")
@@ -565,7 +581,8 @@ class SearchMeGen:
                     for _ in range(n)]
         pool = self._seed_pool(rng)
         if self.screen:
-            return self._from_queue(n, pool, rng)
+            out = self._from_hollow(n, rng) if self.hollow else []
+            return out + (self._from_queue(n - len(out), pool, rng) if len(out) < n else [])
         out: list[Atoms] = []
         for _ in range(5):   # candidates already proposed in earlier steps are not proposed again
             for atoms in self.megen.generate(2 * n, rng=rng, seeds=pool):
@@ -600,6 +617,36 @@ class SearchMeGen:
                 return out
         if len(out) < n:          # the pool has few distinct sites left: unscreened fill-up
             out += self.megen.generate(n - len(out), rng=rng, seeds=pool)
+        return out
+
+    def _from_hollow(self, n: int, rng) -> list[Atoms]:
+        """Up to ``n`` hollow-site relocations of the lowest minimum while the search stalls."""
+        if self._stall < self.patience or not self.minima:
+            self._hollow_queue = []
+            return []
+        lowest = self.minima[0][1]
+        if not any(lowest is m for m in self._hollow_done):
+            self._hollow_done.append(lowest)
+            cands = [a for a in hollow_relocations(lowest, self.megen.rules, self.hollow)
+                     if self._seen.index_of(a) is None]
+            energies = np.asarray(energies_of(cands, self.megen.calculator), dtype=float)
+            self.megen.n_reward_calls += len(cands)
+            for atoms, e in zip(cands, energies):
+                atoms.info["predicted_energy"] = float(e)
+            ordered = [cands[i] for i in self._screen_order(energies, rng)]
+            kept, levels = [], list(self._predicted)
+            for atoms in ordered:     # one per predicted level not yet used, at most `patience`
+                e = atoms.info["predicted_energy"]
+                if self.predicted_tol is None or \
+                        all(abs(e - p) > self.predicted_tol for p in levels):
+                    kept.append(atoms)
+                    levels.append(e)
+            self._hollow_queue = kept[:self.patience]
+        out: list[Atoms] = []
+        while self._hollow_queue and len(out) < n:
+            atoms = self._hollow_queue.pop(0)
+            if self._new_site(atoms) and self._seen.add(atoms):
+                out.append(atoms)
         return out
 
     def _screen_order(self, energies: np.ndarray, rng) -> np.ndarray:
@@ -648,7 +695,8 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
     ``predicted_tol`` (eV: pre-relaxation duplicates by equal predicted energy), ``regrow``
     (atoms of the largest surface patch regrown when the search stalls), ``patience``
     (relaxations without a new lowest energy before the patch grows), ``temperature`` (eV:
-    screened candidates proposed in a Boltzmann-weighted order instead of lowest first), ``keep``,
+    screened candidates proposed in a Boltzmann-weighted order instead of lowest first), ``hollow``
+    (Å: hollow-site relocations of the lowest minimum when the search stalls), ``keep``,
     ``window`` (eV), ``beam`` (width of the growth beam when no seeds are known), ``focal``
     (``random``/``learned``), ``device``.
     """
@@ -676,4 +724,5 @@ def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMe
                        predicted_tol=option(options, "predicted_tol", None, float),
                        regrow=option(options, "regrow", 1, int),
                        patience=option(options, "patience", 10, int),
-                       temperature=option(options, "temperature", 0.0, float))
+                       temperature=option(options, "temperature", 0.0, float),
+                       hollow=option(options, "hollow", 0.0, float))
