@@ -167,7 +167,7 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
             best_energy = state.get("best_energy", {})
             pool, pool_energies = state["pool"], state["pool_energies"]
             rng.bit_generator.state = state["rng"]
-            torch.set_rng_state(state["torch_rng"])
+            torch.set_rng_state(state["torch_rng"].cpu())   # mapped to `device` with the rest
     element = cfg.get("element", "Ga")
     t_start = time.time()
     for it in range(start_iter + 1, cfg["iterations"] + 1):
