@@ -417,7 +417,8 @@ def _sio2_train(args, targets, wanted):
               "r_cut": args.sio2_rcut, "n_max": args.sio2_nmax, "max_neighbours": 12,
               "rattle": args.sio2_rattle, "cell_margin": args.sio2_cell_margin,
               "snapshot_every": args.sio2_snapshot_every,
-              "snapshot_start": args.sio2_snapshot_start, "device": "cpu"}
+              "snapshot_start": args.sio2_snapshot_start, "repulsion": args.sio2_repulsion,
+              "device": "cpu"}
     pending = [t for t in wanted if t in targets]
     running, done = {}, {}
     while pending or running:
@@ -670,6 +671,8 @@ def main(argv=None):
     p.add_argument("--sio2-cell-margin", type=float, default=0.5,
                    help="LoGAN cell_margin (0 = the paper's sigmoid into the cell)")
     p.add_argument("--sio2-rattle", type=int, default=1)
+    p.add_argument("--sio2-repulsion", type=float, default=0.0,
+                   help="weight of LoGAN's short-contact prior (0: off, the paper's loss)")
     p.add_argument("--sio2-max-atoms", type=int, default=48)
     p.add_argument("--sio2-pool", type=int, default=4000)
     p.add_argument("--sio2-k", type=int, default=20)
