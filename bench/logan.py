@@ -619,9 +619,9 @@ def _plot_sio2(out, path):
     axes[0][0].set_ylabel("relaxed energy (BKS), eV/atom")
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
-    fig.suptitle("SiO2: relaxed candidates per target (bar: median; open: a Si or O without "
+    fig.suptitle("SiO2: relaxed candidates per target\n(bar: median; open: a Si or O without "
                  "its ideal coordination)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.07, 1, 0.92))
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
