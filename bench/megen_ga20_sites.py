@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from ase_mlgen.calculators.specs import calculator_from_spec
     from ase_mlgen.generators.megen import MeGen, PlacementRules
     from ase_mlgen.generators.megen.duplicates import SiteFilter
-    from ase_mlgen.generators.megen.hollow import hollow_sites
+    from ase_mlgen.generators.megen.hollow import hollow_relocations
     from ase_mlgen.inversion.compare import cluster_rmsd
     from ase_mlgen.search.runner import machine_info
     from ase_mlgen.utils.io import atomic_json_dump
@@ -94,12 +94,16 @@ def main(argv=None) -> int:
             if sites.add(cand):
                 cand.info["removed"] = int(j)
                 sets["policy"].append(cand)
-        for r in args.radii:
-            for site in hollow_sites(fragment, r):
-                if rules.valid(site[None], fragment[None], np.ones((1, 19), bool))[0]:
-                    cand = Atoms("Ga20", positions=np.vstack([fragment, site]))
-                    cand.info.update(removed=int(j), radius=r)
-                    sets["hollow"].append(cand)
+
+    # the same six removals; ordered by removed atom, then radius
+    hollow = []
+    for r in args.radii:
+        for cand in hollow_relocations(Atoms("Ga20", positions=funnel), rules, r):
+            cand.info["radius"] = r
+            hollow.append(cand)
+    position = {int(j): k for k, j in enumerate(removed)}
+    sets["hollow"] = sorted(hollow, key=lambda a: (position[a.info["removed"]],
+                                                   args.radii.index(a.info["radius"])))
 
     out = {"what": "one-atom relocations of the Ga20 funnel minimum: which reach the reference",
            "machine": machine_info(), "parts": str(args.parts), "seed": args.seed,

@@ -458,7 +458,7 @@ class SearchMeGen:
                              "screen > 0")
         self.hollow = float(hollow)
         self._hollow_queue: list[Atoms] = []
-        self._hollow_done: list[Atoms] = []   # the minima (objects) whose relocations were queued
+        self._hollow_for: Atoms | None = None   # the lowest minimum whose relocations were queued
         self.regrow, self.patience = int(regrow), int(patience)
         self.temperature = float(temperature)
         self._best = float("inf")
@@ -625,23 +625,11 @@ class SearchMeGen:
             self._hollow_queue = []
             return []
         lowest = self.minima[0][1]
-        if not any(lowest is m for m in self._hollow_done):
-            self._hollow_done.append(lowest)
+        if lowest is not self._hollow_for:   # a minimum stays lowest until a lower one comes
+            self._hollow_for = lowest
             cands = [a for a in hollow_relocations(lowest, self.megen.rules, self.hollow)
                      if self._seen.index_of(a) is None]
-            energies = np.asarray(energies_of(cands, self.megen.calculator), dtype=float)
-            self.megen.n_reward_calls += len(cands)
-            for atoms, e in zip(cands, energies):
-                atoms.info["predicted_energy"] = float(e)
-            ordered = [cands[i] for i in self._screen_order(energies, rng)]
-            kept, levels = [], list(self._predicted)
-            for atoms in ordered:     # one per predicted level not yet used, at most `patience`
-                e = atoms.info["predicted_energy"]
-                if self.predicted_tol is None or \
-                        all(abs(e - p) > self.predicted_tol for p in levels):
-                    kept.append(atoms)
-                    levels.append(e)
-            self._hollow_queue = kept[:self.patience]
+            self._hollow_queue = self._ranked(cands, rng)[:self.patience]
         out: list[Atoms] = []
         while self._hollow_queue and len(out) < n:
             atoms = self._hollow_queue.pop(0)
@@ -667,21 +655,27 @@ class SearchMeGen:
             self.megen.oversample = oversample
         fresh = [a for a in grown if self._seen.index_of(a) is None
                  and (self._sites is None or not self._sites.is_known(a))]
-        energies = energies_of(fresh, self.megen.calculator)
-        self.megen.n_reward_calls += len(fresh)
-        for atoms, e in zip(fresh, energies):
+        self._queue = self._ranked(fresh, rng)
+
+    def _ranked(self, candidates: list[Atoms], rng) -> list[Atoms]:
+        """``candidates`` scored by the reward calculator (``info["predicted_energy"]``, eV) in
+        the order they are proposed (:meth:`_screen_order`), with ``predicted_tol`` one per
+        predicted level not yet used."""
+        energies = energies_of(candidates, self.megen.calculator)
+        self.megen.n_reward_calls += len(candidates)
+        for atoms, e in zip(candidates, energies):
             atoms.info["predicted_energy"] = float(e)
-        queue = [fresh[i] for i in self._screen_order(np.asarray(energies, dtype=float), rng)]
-        if self.predicted_tol is not None:    # one candidate per predicted level not yet used
-            levels = list(self._predicted)
-            kept = []
-            for atoms in queue:
-                e = atoms.info["predicted_energy"]
-                if all(abs(e - p) > self.predicted_tol for p in levels):
-                    kept.append(atoms)
-                    levels.append(e)
-            queue = kept
-        self._queue = queue
+        queue = [candidates[i]
+                 for i in self._screen_order(np.asarray(energies, dtype=float), rng)]
+        if self.predicted_tol is None:
+            return queue
+        levels, kept = list(self._predicted), []
+        for atoms in queue:
+            e = atoms.info["predicted_energy"]
+            if all(abs(e - p) > self.predicted_tol for p in levels):
+                kept.append(atoms)
+                levels.append(e)
+        return kept
 
 
 def make_search_generator(template: Atoms, seed: int, options: dict) -> SearchMeGen:
