@@ -93,8 +93,9 @@ def _minima(db, name, seed):
 
 
 def megen_search(n_atoms: int, budget: int, seed: int, calc_spec: str, options: dict,
-                 observe: bool = True, target_energy=None):
-    """GeneratorSearch with the MeGen generator; the generator sees every relaxed minimum."""
+                 target_energy=None):
+    """GeneratorSearch with the MeGen generator; the generator sees every relaxed minimum
+    (``GeneratorSearch.step`` reports each one to ``generator.observe``)."""
     from ase_mlgen.calculators.counting import CountingCalculator
     from ase_mlgen.calculators.specs import calculator_from_spec
     from ase_mlgen.generators.megen import make_search_generator
@@ -109,9 +110,6 @@ def megen_search(n_atoms: int, budget: int, seed: int, calc_spec: str, options: 
         db = os.path.join(tmp, "megen.db")
         search = GeneratorSearch(atoms, gen, logfile=None, trajectory=None, db=db, name="megen",
                                  seed=seed, target_energy=target_energy)
-        if observe:
-            search.attach(lambda: gen.observe(search.atoms.copy(),
-                                              float(search.last_record.energy)), interval=1)
         t0 = time.perf_counter()
         while search.recorder.relaxations < budget:
             search.step()
@@ -275,7 +273,7 @@ def stage_table1(args) -> None:
         _save_seeds(seed_path, seeds)
         runs = {}
         opts = {**_model_options(args), "seeds": str(seed_path)}
-        runs["megen"] = megen_search(n, args.budget, 0, _teacher(), opts, observe=False)
+        runs["megen"] = megen_search(n, args.budget, 0, _teacher(), opts)
         runs["bh"] = baseline_search("bh", n, args.budget, 0, _teacher())
         runs["random"] = baseline_search("random", n, args.budget, 0, _teacher())
         lowest = min(min(m.info["energy"] for m in minima) for _, minima in runs.values())

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     # the same six removals; ordered by removed atom, then radius
     hollow = []
     for r in args.radii:
-        for cand in hollow_relocations(Atoms("Ga20", positions=funnel), rules, r):
+        for cand in hollow_relocations(Atoms("Ga20", positions=funnel), rules, r, n_remove=6):
             cand.info["radius"] = r
             hollow.append(cand)
     position = {int(j): k for k, j in enumerate(removed)}

@@ -405,11 +405,86 @@ def test_hollow_sites_sit_at_the_radius_from_three_atoms():
     assert hollow_sites(tri, 2.8, edge_max=2.0) == []       # not a triangle of neighbours
 
 
-def test_search_generator_tries_hollow_relocations_of_the_lowest_minimum_when_stalled():
-    """hollow=r: after ``patience`` relaxations without progress the next candidates are the
-    lowest minimum with one atom moved onto a hollow site (each minimum once, lowest predicted
-    first); a new lowest energy ends it."""
+def test_hollow_relocations_move_every_atom_or_the_weakest_bound():
+    """Default: each atom of the minimum in turn is moved (the rest stays in place, the new atom
+    last, three neighbours at the radius); ``n_remove=k``: only the k lowest-coordinated."""
+    from ase_mlgen.generators.megen import PlacementRules
+    from ase_mlgen.generators.megen.hollow import hollow_relocations
+
+    minimum, rules = _cluster(10, seed=3), PlacementRules.ga()
+    every = hollow_relocations(minimum, rules, 2.75)
+    removed = {a.info["removed"] for a in every}
+    assert len(removed) > 6                                  # more than the old "six weakest"
+    for a in every:
+        rest = [k for k in range(10) if k != a.info["removed"]]
+        np.testing.assert_allclose(a.positions[:-1], minimum.positions[rest])
+        d = np.sort(np.linalg.norm(a.positions[:-1] - a.positions[-1], axis=1))
+        np.testing.assert_allclose(d[:3], 2.75, atol=1e-6)
+    coordination = (minimum.get_all_distances() < rules.windows[0][1]).sum(1) - 1
+    weakest = set(np.argsort(coordination, kind="stable")[:2].tolist())
+    two = hollow_relocations(minimum, rules, 2.75, n_remove=2)
+    assert two and {a.info["removed"] for a in two} <= weakest
+    assert len(two) < len(every)
+    with pytest.raises(ValueError, match="radius"):
+        hollow_relocations(minimum, rules, 0.0)
+
+
+def test_search_generator_keeps_the_lowest_copy_of_a_basin():
+    """A relaxed copy of a known basin that is lower by more than BETTER_COPY_TOL replaces the
+    kept copy (moves start from the better-converged one); higher or equal copies do not."""
     from ase_mlgen.generators.megen import SearchMeGen
+    from ase_mlgen.generators.megen.generator import BETTER_COPY_TOL
+
+    megen = MeGen(calculator=_PairCalc(), random_state=0)
+    gen = SearchMeGen(megen, 10, screen=16, random_state=0)
+    first = _cluster(10, seed=3)
+    gen.observe(first, -20.0)
+    worse, better, barely = first.copy(), first.copy(), first.copy()
+    for k, a in enumerate((worse, better, barely)):
+        a.rattle(0.002, seed=k)
+    gen.observe(worse, -19.99)
+    assert len(gen.minima) == 1 and gen.minima[0][0] == -20.0
+    gen.observe(better, -20.005)
+    assert len(gen.minima) == 1 and gen.minima[0][0] == -20.005
+    np.testing.assert_allclose(gen.minima[0][1].positions, better.positions)
+    gen.observe(barely, -20.005 - BETTER_COPY_TOL / 2)
+    np.testing.assert_allclose(gen.minima[0][1].positions, better.positions)
+    other = _cluster(10, seed=3)
+    other.positions[0] += [0.0, 0.0, 1.5]                     # another basin: kept beside it
+    gen.observe(other, -19.0)
+    assert [e for e, _ in gen.minima] == [-20.005, -19.0]
+
+
+def test_hollow_candidates_are_shifts_by_changed_prediction_then_relocations_lowest_first():
+    """Shifts (new site < HOLLOW_SHIFT Å from the moved atom's place) come first, the largest
+    change of predicted energy against the minimum's first, and are not thinned by predicted
+    level; then relocations elsewhere, lowest predicted energy first."""
+    from ase_mlgen.generators.megen import SearchMeGen
+    from ase_mlgen.generators.megen.generator import HOLLOW_SHIFT
+
+    calc = _PairCalc()
+    minimum = _cluster(10, seed=3)
+    megen = MeGen(calculator=calc, random_state=0, policy_kwargs={"n_directions": 256})
+    gen = SearchMeGen(megen, 10, screen=16, hollow=2.75, patience=400, random_state=0)
+    order = gen._hollow_order(minimum, np.random.default_rng(0))
+    shift = [a.info["displacement"] < HOLLOW_SHIFT for a in order]
+    assert any(shift) and not all(shift)
+    assert shift == sorted(shift, reverse=True)               # every shift before any relocation
+    own = calc.predict([minimum])[0]
+    change = [abs(a.info["predicted_energy"] - own) for a, s in zip(order, shift) if s]
+    assert change == sorted(change, reverse=True)
+    levels = [a.info["predicted_energy"] for a, s in zip(order, shift) if s]
+    assert len(set(levels)) < len(levels)                     # same level kept more than once
+    far = [a.info["predicted_energy"] for a, s in zip(order, shift) if not s]
+    assert far == sorted(far)
+
+
+def test_search_generator_tries_hollow_relocations_of_the_lowest_minimum_when_stalled():
+    """hollow=r: after ``patience`` relaxations without progress the lowest minimum is refined
+    once, then the next candidates are the refined minimum with one atom moved onto a hollow
+    site (each basin once)."""
+    from ase_mlgen.generators.megen import SearchMeGen
+    from ase_mlgen.generators.megen.generator import HOLLOW_CANDIDATES, REFINE_FMAX
 
     calc = _PairCalc()
     minimum = _cluster(10, seed=3)
@@ -419,15 +494,26 @@ def test_search_generator_tries_hollow_relocations_of_the_lowest_minimum_when_st
     assert all(a.info.get("move") != "hollow" for a in gen.generate(2))   # not stalled yet
     for k in range(2):
         gen.observe(_cluster(10, seed=10 + k), -10.0 - k)
-    out = gen.generate(2)
-    assert [a.info.get("move") for a in out] == ["hollow", "hollow"]
-    energies = [a.info["predicted_energy"] for a in out]
-    assert energies == sorted(energies)
+    first = gen.generate(2)        # stalled: the minimum itself, to be relaxed tightly, first
+    assert first[0].info["move"] == "refine" and first[0].info["relax_fmax"] == REFINE_FMAX
+    np.testing.assert_allclose(first[0].positions, minimum.positions)
+    assert first[1].info.get("move") != "hollow"
+    refined = minimum.copy()
+    refined.rattle(0.002, seed=7)
+    gen.observe(refined, -20.005)           # the refined copy replaces the kept one
+    minimum = refined
+    out = gen.generate(HOLLOW_CANDIDATES)
+    assert [a.info.get("move") for a in out] == ["hollow"] * HOLLOW_CANDIDATES
     for a in out:
         assert len(_matching_atoms(a, minimum)) == 9        # one atom of the minimum moved
         d = np.sort(np.linalg.norm(a.positions[:-1] - a.positions[-1], axis=1))
         np.testing.assert_allclose(d[:3], 2.7, atol=1e-6)  # on a three-fold hollow site
     rest = gen.generate(10)
-    assert not any(a.info.get("move") == "hollow" for a in rest)   # `patience` per minimum
+    assert not any(a.info.get("move") == "hollow" for a in rest)   # HOLLOW_CANDIDATES per basin
+    better = minimum.copy()
+    better.rattle(0.002, seed=5)
+    gen.observe(better, -20.009)                     # a lower copy of the same basin replaces it
+    assert gen.minima[0][1].positions.tolist() == better.positions.tolist()
+    assert not any(a.info.get("move") == "hollow" for a in gen.generate(4))   # once per basin
     with pytest.raises(ValueError, match="screen"):
         SearchMeGen(MeGen(calculator=calc, random_state=0), 10, hollow=2.7)

@@ -200,6 +200,46 @@ def test_generator_search_reports_minima_to_observe():
     assert min(e for _, e in gen.seen) == pytest.approx(search.get_minimum()[0])
 
 
+class _FixedGenerator:
+    """Always the same start; ``fmax`` (eV/Å) goes into its info when given."""
+
+    name = "fixed"
+
+    def __init__(self, atoms, fmax=None):
+        self.atoms, self.fmax = atoms, fmax
+
+    def generate(self, n, rng=None):
+        out = []
+        for _ in range(n):
+            a = tag(self.atoms.copy(), "fixed")
+            if self.fmax is not None:
+                a.info["relax_fmax"] = self.fmax
+            out.append(a)
+        return out
+
+
+def test_generator_search_relaxes_tighter_when_a_candidate_asks():
+    """A candidate's info["relax_fmax"] tighter than the search's is honoured (and counted as one
+    relaxation); a looser one is not; a non-positive one is refused."""
+    start = Icosahedron("Ar", 2, latticeconstant=1.55)
+    start.rattle(0.05, seed=1)
+
+    def max_force(fmax):
+        atoms = start.copy()
+        atoms.calc = FullLennardJones()
+        search = GeneratorSearch(atoms, _FixedGenerator(start, fmax), fmax=0.05, logfile=None,
+                                 trajectory=None)
+        search.run(1)
+        assert search.recorder.relaxations == 1
+        return float(np.linalg.norm(search.atoms.get_forces(), axis=1).max())
+
+    loose, tight = max_force(None), max_force(1e-4)
+    assert 1e-4 < loose < 0.05 and tight < 1e-4
+    assert max_force(1.0) == pytest.approx(loose)
+    with pytest.raises(ValueError, match="fmax"):
+        max_force(0.0)
+
+
 def test_generator_search_restarts_from_db(tmp_path):
     db = tmp_path / "search.db"
     full = _lj_search(6, seed=4, db=str(tmp_path / "ref.db"), batch_size=2)

@@ -11,8 +11,11 @@ True
 -16.5054
 
 One step = one candidate from ``generator.generate`` relaxed by ``atoms.calc`` with
-``optimizer`` to ``fmax``. A candidate that relaxes to an already known minimum (energy window
-and fingerprint, :mod:`ase_mlgen.structures.similarity`) counts as a duplicate. With ``db`` every
+``optimizer`` to ``fmax``, or to the candidate's own ``info["relax_fmax"]`` when that is
+tighter (a generator may ask for one minimum to be refined before moves that depend on its exact
+geometry; that relaxation counts like any other). A candidate that relaxes to an already known
+minimum (energy window and fingerprint, :mod:`ase_mlgen.structures.similarity`) counts as a
+duplicate. With ``db`` every
 candidate and every minimum is a row (:mod:`ase_mlgen.search.storage`), and a search created on a
 database that already holds rows of the same ``name`` and ``seed`` continues where it stopped:
 candidates of step ``k`` come from a random stream seeded by ``(seed, k // batch_size)``, so no
@@ -189,15 +192,24 @@ class GeneratorSearch(Dynamics):
             atoms.set_cell(candidate.cell)
         atoms.set_positions(candidate.positions)
 
-    def _relax(self) -> int:
+    def _relax(self, fmax: float | None = None) -> int:
         target = self.atoms
         if self.relax_cell and self.atoms.pbc.all():
             from ase.filters import FrechetCellFilter
 
             target = FrechetCellFilter(self.atoms)
         with self.optimizer(target, logfile=self.optimizer_logfile) as opt:
-            opt.run(fmax=self.fmax, steps=self.steps_per_relaxation)
+            opt.run(fmax=self.fmax if fmax is None else fmax, steps=self.steps_per_relaxation)
             return opt.nsteps
+
+    def _fmax_for(self, candidate: Atoms) -> float:
+        """The search's ``fmax``, or the candidate's ``info["relax_fmax"]`` (eV/Å) when tighter."""
+        asked = candidate.info.get("relax_fmax")
+        if asked is None:
+            return self.fmax
+        if not float(asked) > 0:
+            raise ValueError(f"candidate info['relax_fmax'] must be > 0 eV/Å, not {asked!r}")
+        return min(self.fmax, float(asked))
 
     def step(self) -> None:
         """Generate, relax, deduplicate and store one candidate."""
@@ -208,7 +220,7 @@ class GeneratorSearch(Dynamics):
             candidate_id = (self.recorder.storage.candidate_id(step)
                             or self.recorder.storage.write_candidate(candidate, step))
         self._load(candidate)
-        opt_steps = self._relax()
+        opt_steps = self._relax(self._fmax_for(candidate))
         energy = self.atoms.get_potential_energy()
         relaxed = self.atoms.copy()
         relaxed.info = {k: v for k, v in candidate.info.items()}

@@ -17,8 +17,18 @@ from ase_mlgen.generators.megen.hollow import hollow_relocations
 from ase_mlgen.generators.megen.policy import MeGenPolicy
 
 FORMAT_VERSION = 1
+#: hollow-site candidates whose new site is closer than this (Å) to the moved atom's place are
+#: *shifts* of that atom rather than relocations (``SearchMeGen._hollow_order``)
+HOLLOW_SHIFT = 1.0
 #: a relaxed minimum counts as a new lowest energy of a search when it is this much lower (eV)
 STALL_TOL = 0.01
+#: a relaxed copy of a known basin this much lower (eV) replaces the kept copy
+BETTER_COPY_TOL = 0.001
+#: force threshold (eV/Å) to which the lowest minimum is refined before its hollow move
+REFINE_FMAX = 0.005
+#: hollow-site candidates proposed per basin (the order puts the useful ones first: from a
+#: refined Ga20 funnel minimum the moves to the ground state are 1st–4th; doc/megen.md)
+HOLLOW_CANDIDATES = 5
 
 
 def dimer(element: str = "Ga", bond_length: float | None = None) -> Atoms:
@@ -429,10 +439,14 @@ class SearchMeGen:
 
     ``hollow=r`` (Å, default 0: off; needs ``screen``) adds hollow-site relocations when the
     search stalls: after ``patience`` relaxations without a new lowest energy, the next
-    ``patience`` candidates are the lowest minimum with one of its weakly bound atoms moved onto
+    ``HOLLOW_CANDIDATES`` (5) candidates are the lowest minimum with one of its atoms moved onto
     a hollow site at ``r`` from three atoms (:func:`~ase_mlgen.generators.megen.hollow.
-    hollow_relocations`), lowest predicted energy first — sites the policy, trained towards short
-    bonds, seldom proposes. Each minimum gets this once.
+    hollow_relocations`) — sites the policy, trained towards short bonds, seldom proposes:
+    first the short *shifts* of an atom into a neighbouring hollow, then relocations elsewhere
+    (order: :meth:`_hollow_order`). Each basin gets this once. Before it, the minimum itself is
+    proposed once more with ``info["relax_fmax"] = REFINE_FMAX`` (``GeneratorSearch`` relaxes
+    it that tightly, one relaxation of the budget), and the moves start from the refined copy:
+    a relaxed copy of a known basin more than ``BETTER_COPY_TOL`` eV lower replaces the kept one.
     """
 
     name = "megen"
@@ -458,7 +472,8 @@ class SearchMeGen:
                              "screen > 0")
         self.hollow = float(hollow)
         self._hollow_queue: list[Atoms] = []
-        self._hollow_for: Atoms | None = None   # the lowest minimum whose relocations were queued
+        self._hollow_done: list[Atoms] = []     # minima (one copy per basin) already given them
+        self._refined: list[Atoms] = []         # minima (one copy per basin) already refined
         self.regrow, self.patience = int(regrow), int(patience)
         self.temperature = float(temperature)
         self._best = float("inf")
@@ -497,26 +512,39 @@ class SearchMeGen:
         a = atoms.copy()
         a.calc = None
         a.info = {"energy": float(energy)}
-        if self._new_basin(a):
+        known = self._basin_index(a)
+        if known is None:
             self.minima.append((float(energy), a))
-            self.minima.sort(key=lambda t: t[0])
-            self.minima = self.minima[:4 * self.keep]
+        elif energy < self.minima[known][0] - BETTER_COPY_TOL:
+            # a better-converged copy of a known basin replaces it: moves made from a loosely
+            # relaxed copy can miss (Ga20 funnel: the first copy's shifts never reach the
+            # ground state, a copy 1.7 meV lower reaches it with its fourth; doc/megen.md)
+            old = self.minima[known][1]
+            self.minima[known] = (float(energy), a)
+            # the basin keeps what was done for it: it is not refined nor given hollow moves again
+            self._hollow_done = [a if m is old else m for m in self._hollow_done]
+            self._refined = [a if m is old else m for m in self._refined]
+        self.minima.sort(key=lambda t: t[0])
+        self.minima = self.minima[:4 * self.keep]
 
-    def _new_basin(self, atoms: Atoms) -> bool:
-        """Is the relaxed ``atoms`` a basin not yet in the pool? The paper's criterion alone is
-        not enough here: its angle test compares the neighbour angles under a hard 3.1 Å cut-off,
-        and one basin relaxed twice to fmax 0.05 often has a bond on either side of it (Ga20:
-        eight "distinct" paper isomers within 5 meV, all with identical radial fingerprints),
-        which filled the pool with copies of one minimum. A minimum within 0.02 eV of a kept one
-        with the same radial fingerprint is the same basin as well."""
+    def _basin_index(self, atoms: Atoms) -> int | None:
+        """Index in ``minima`` of the basin of the relaxed ``atoms``, ``None`` for a new one. The
+        paper's criterion alone is not enough here: its angle test compares the neighbour angles
+        under a hard 3.1 Å cut-off, and one basin relaxed twice to fmax 0.05 often has a bond on
+        either side of it (Ga20: eight "distinct" paper isomers within 5 meV, all with identical
+        radial fingerprints), which filled the pool with copies of one minimum. A minimum within
+        0.02 eV of a kept one with the same radial fingerprint is the same basin as well."""
         for method in ("paper", "fingerprint"):
             filt = DuplicateFilter(method, energy_tol=0.02)
-            for e, m in self.minima:
+            kept = []                     # minima indices of the filter's entries, in order
+            for k, (e, m) in enumerate(self.minima):
                 m.info["energy"] = e
-                filt.add(m)
-            if filt.index_of(atoms) is not None:
-                return False
-        return True
+                if filt.add(m):
+                    kept.append(k)
+            index = filt.index_of(atoms)
+            if index is not None:
+                return kept[index]
+        return None
 
     def _low_minima(self) -> list[tuple[float, Atoms]]:
         if not self.minima:
@@ -625,17 +653,49 @@ class SearchMeGen:
             self._hollow_queue = []
             return []
         lowest = self.minima[0][1]
-        if lowest is not self._hollow_for:   # a minimum stays lowest until a lower one comes
-            self._hollow_for = lowest
-            cands = [a for a in hollow_relocations(lowest, self.megen.rules, self.hollow)
-                     if self._seen.index_of(a) is None]
-            self._hollow_queue = self._ranked(cands, rng)[:self.patience]
+        if not any(lowest is m for m in self._hollow_done):   # once per basin
+            if not any(lowest is m for m in self._refined):
+                # first the minimum itself, relaxed to REFINE_FMAX: the shifts of a loosely
+                # relaxed copy often miss (doc/megen.md); the refined copy comes back through
+                # observe() and replaces this one
+                self._refined.append(lowest)
+                refine = lowest.copy()
+                refine.info = {}
+                return [tag(refine, "megen", move="refine", relax_fmax=REFINE_FMAX)]
+            self._hollow_done.append(lowest)
+            self._hollow_queue = self._hollow_order(lowest, rng)[:HOLLOW_CANDIDATES]
         out: list[Atoms] = []
         while self._hollow_queue and len(out) < n:
             atoms = self._hollow_queue.pop(0)
-            if self._new_site(atoms) and self._seen.add(atoms):
+            if atoms.info["displacement"] < HOLLOW_SHIFT:
+                # shifts are distinct sites by construction; neither the predicted level nor the
+                # paper's pair-distance test tells two of them apart (both can relax apart)
+                self._seen.add(atoms)
+                out.append(atoms)
+            elif self._new_site(atoms) and self._seen.add(atoms):
                 out.append(atoms)
         return out
+
+    def _hollow_order(self, lowest: Atoms, rng) -> list[Atoms]:
+        """Hollow-site candidates of ``lowest`` in the order they are proposed: first the
+        *shifts* (new site within ``HOLLOW_SHIFT`` Å of the moved atom's place), the ones whose
+        predicted energy differs most from the minimum's own first — a shift that keeps the
+        minimum's neighbour-count topology keeps its predicted energy and relaxes straight back
+        (Ga20 funnel minimum: the moves to the ground state are 0.45–0.5 Å shifts, first to
+        fourth in this order, 52nd–63rd by lowest predicted energy; doc/megen.md) — then the
+        relocations elsewhere, lowest predicted energy first (:meth:`_ranked`)."""
+        cands = hollow_relocations(lowest, self.megen.rules, self.hollow)
+        shifts = [a for a in cands if a.info["displacement"] < HOLLOW_SHIFT]
+        far = [a for a in cands if a.info["displacement"] >= HOLLOW_SHIFT
+               and self._seen.index_of(a) is None]
+        if not shifts:
+            return self._ranked(far, rng)
+        energies = np.asarray(energies_of(shifts + [lowest], self.megen.calculator), dtype=float)
+        self.megen.n_reward_calls += len(shifts) + 1
+        for atoms, e in zip(shifts, energies):
+            atoms.info["predicted_energy"] = float(e)
+        change = np.abs(energies[:-1] - energies[-1])
+        return [shifts[i] for i in np.argsort(-change, kind="stable")] + self._ranked(far, rng)
 
     def _screen_order(self, energies: np.ndarray, rng) -> np.ndarray:
         """Order in which screened candidates are proposed: lowest predicted energy first, or

@@ -48,17 +48,23 @@ def hollow_sites(positions: np.ndarray, radius: float, edge_max: float = 3.6,
 
 
 def hollow_relocations(minimum: Atoms, rules: PlacementRules, radius: float,
-                       n_remove: int = 6) -> list[Atoms]:
-    """Candidates of ``len(minimum)`` atoms: for each of the ``n_remove`` lowest-coordinated atoms
-    (bonds within the rules' first-neighbour window), the rest of ``minimum`` plus one atom on
-    each of its hollow sites at ``radius`` (Å) that the placement ``rules`` allow. The new atom
-    is last; ``info["removed"]`` names the atom taken away."""
+                       n_remove: int | None = None) -> list[Atoms]:
+    """Candidates of ``len(minimum)`` atoms: for each atom removed, the rest of ``minimum`` plus
+    one atom on each of its hollow sites at ``radius`` (Å) that the placement ``rules`` allow.
+    ``n_remove=None`` (default) removes every atom in turn; an integer removes only that many of
+    the lowest-coordinated ones (bonds within the rules' first-neighbour window; ties by index).
+    The new atom is last; ``info["removed"]`` names the atom taken away and
+    ``info["displacement"]`` how far (Å) the new site lies from where that atom was.
+
+    Every atom, not only the weakly bound ones: in the Ga20 funnel minimum the atom whose move
+    leads to the ground state has four or five bonds, and which of the many four-fold atoms a
+    "six lowest" cut keeps depends on atom order (``doc/megen.md``)."""
     if radius <= 0:
         raise ValueError("the hollow-site radius must be > 0 Å")
     n = len(minimum)
     coordination = (minimum.get_all_distances() < rules.windows[0][1]).sum(1) - 1
     out = []
-    for j in np.argsort(coordination, kind="stable")[:n_remove]:
+    for j in np.argsort(coordination, kind="stable")[:n if n_remove is None else n_remove]:
         rest = minimum[[k for k in range(n) if k != j]]
         mask = np.ones((1, n - 1), dtype=bool)
         for site in hollow_sites(rest.positions, radius):
@@ -66,5 +72,6 @@ def hollow_relocations(minimum: Atoms, rules: PlacementRules, radius: float,
                 continue
             cand = rest + Atoms(minimum.get_chemical_symbols()[j], positions=[site])
             cand.info = {}
-            out.append(tag(cand, "megen", move="hollow", removed=int(j)))
+            moved = float(np.linalg.norm(site - minimum.positions[j]))
+            out.append(tag(cand, "megen", move="hollow", removed=int(j), displacement=moved))
     return out
