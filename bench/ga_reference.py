@@ -3,8 +3,8 @@
 The issue's reference ground states are held back, so MeGen's "reached the ground state" is judged
 against the lowest energy that long basin-hopping (and genetic-algorithm) runs find here. Writes
 ``bench/results/ga_reference.json`` (energies per size, method and seed; machine; settings) and
-the lowest structure of every size to ``bench/results/ga_reference.extxyz``. Resumable: sizes and
-runs already in the JSON are skipped.
+the lowest structure of every size next to it (``ga_reference_Ga20.extxyz`` for the default
+``--out``). Resumable: sizes and runs already in the JSON are skipped.
 
     python bench/ga_reference.py --sizes 8 13 18 20 30 --budget 300 --seeds 0 1 --methods bh ga
 """
@@ -81,7 +81,9 @@ def main(argv=None) -> int:
             atoms = Atoms(numbers=r["best_structure"]["numbers"],
                           positions=r["best_structure"]["positions"])
             atoms.info["energy"] = r["best_energy"]
-            write(RESULTS / f"ga_reference_{name}.extxyz", atoms)
+            # next to the JSON: ga_reference.json -> ga_reference_Ga20.extxyz
+            out = Path(args.out)
+            write(out.with_name(f"{out.stem}_{name}.extxyz"), atoms)
     return 0
 
 

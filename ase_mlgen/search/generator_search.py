@@ -15,9 +15,9 @@ One step = one candidate from ``generator.generate`` relaxed by ``atoms.calc`` w
 tighter (a generator may ask for one minimum to be refined before moves that depend on its exact
 geometry; that relaxation counts like any other). A candidate that relaxes to an already known
 minimum (energy window and fingerprint, :mod:`ase_mlgen.structures.similarity`) counts as a
-duplicate. With ``db`` every
-candidate and every minimum is a row (:mod:`ase_mlgen.search.storage`), and a search created on a
-database that already holds rows of the same ``name`` and ``seed`` continues where it stopped:
+duplicate. With ``db`` every candidate and every minimum is a row
+(:mod:`ase_mlgen.search.storage`), and a search created on a database that already holds rows of
+the same ``name`` and ``seed`` continues where it stopped:
 candidates of step ``k`` come from a random stream seeded by ``(seed, k // batch_size)``, so no
 relaxation is lost or repeated.
 """
