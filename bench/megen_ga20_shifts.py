@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     from ase.optimize import FIRE
 
     from ase_mlgen.calculators.specs import calculator_from_spec
-    from ase_mlgen.generators.megen.generator import REFINE_FMAX, make_search_generator
+    from ase_mlgen.generators.megen.generator import (HOLLOW_SHIFT, REFINE_FMAX,
+                                                      make_search_generator)
     from ase_mlgen.search.runner import machine_info
     from ase_mlgen.utils.io import atomic_json_dump
 
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
                 energies.append(float(b.get_potential_energy()))
             key = "refined" if refined else "loose"
             row[key] = {"candidates": len(order),
-                        "shifts": sum(a.info["displacement"] < 1.0 for a in order),
+                        "shifts": sum(a.info["displacement"] < HOLLOW_SHIFT for a in order),
                         "relaxed_eV": energies,
                         "hits_at": [k for k, e in enumerate(energies) if e < FUNNEL_EV - 0.015],
                         "seconds": time.perf_counter() - t0}

@@ -192,14 +192,14 @@ class GeneratorSearch(Dynamics):
             atoms.set_cell(candidate.cell)
         atoms.set_positions(candidate.positions)
 
-    def _relax(self, fmax: float | None = None) -> int:
+    def _relax(self, fmax: float) -> int:
         target = self.atoms
         if self.relax_cell and self.atoms.pbc.all():
             from ase.filters import FrechetCellFilter
 
             target = FrechetCellFilter(self.atoms)
         with self.optimizer(target, logfile=self.optimizer_logfile) as opt:
-            opt.run(fmax=self.fmax if fmax is None else fmax, steps=self.steps_per_relaxation)
+            opt.run(fmax=fmax, steps=self.steps_per_relaxation)
             return opt.nsteps
 
     def _fmax_for(self, candidate: Atoms) -> float:

@@ -690,10 +690,7 @@ class SearchMeGen:
                and self._seen.index_of(a) is None]
         if not shifts:
             return self._ranked(far, rng)
-        energies = np.asarray(energies_of(shifts + [lowest], self.megen.calculator), dtype=float)
-        self.megen.n_reward_calls += len(shifts) + 1
-        for atoms, e in zip(shifts, energies):
-            atoms.info["predicted_energy"] = float(e)
+        energies = self._score(shifts + [lowest.copy()])
         change = np.abs(energies[:-1] - energies[-1])
         return [shifts[i] for i in np.argsort(-change, kind="stable")] + self._ranked(far, rng)
 
@@ -717,16 +714,20 @@ class SearchMeGen:
                  and (self._sites is None or not self._sites.is_known(a))]
         self._queue = self._ranked(fresh, rng)
 
+    def _score(self, candidates: list[Atoms]) -> np.ndarray:
+        """Predicted energies (eV) of ``candidates`` by the reward calculator, also stored in
+        their ``info["predicted_energy"]`` and counted in ``megen.n_reward_calls``."""
+        energies = np.asarray(energies_of(candidates, self.megen.calculator), dtype=float)
+        self.megen.n_reward_calls += len(candidates)
+        for atoms, e in zip(candidates, energies):
+            atoms.info["predicted_energy"] = float(e)
+        return energies
+
     def _ranked(self, candidates: list[Atoms], rng) -> list[Atoms]:
         """``candidates`` scored by the reward calculator (``info["predicted_energy"]``, eV) in
         the order they are proposed (:meth:`_screen_order`), with ``predicted_tol`` one per
         predicted level not yet used."""
-        energies = energies_of(candidates, self.megen.calculator)
-        self.megen.n_reward_calls += len(candidates)
-        for atoms, e in zip(candidates, energies):
-            atoms.info["predicted_energy"] = float(e)
-        queue = [candidates[i]
-                 for i in self._screen_order(np.asarray(energies, dtype=float), rng)]
+        queue = [candidates[i] for i in self._screen_order(self._score(candidates), rng)]
         if self.predicted_tol is None:
             return queue
         levels, kept = list(self._predicted), []
