@@ -280,6 +280,24 @@ def test_training_job_ensemble_and_resume(tmp_path):
 
 
 @needs_descriptor
+def test_resume_with_more_epochs_extends_finished_members(tmp_path):
+    from ase_mlgen.generators.logan import train
+    from ase_mlgen.jobs import RunDirectory
+
+    run = tmp_path / "run"
+    first = train(training_molecules(), "C3H8O", run_dir=run, **{**TINY, "epochs": 2}).result()
+    assert first.history[-1]["epoch"] == 2
+    longer = train(training_molecules(), "C3H8O", run_dir=run, resume=True,
+                   **{**TINY, "epochs": 4}).result()
+    assert longer.history[-1]["epoch"] == 4
+    assert [r["epoch"] for r in RunDirectory(run / "member_00").records()] == [1, 2, 3, 4]
+    # asking for no more epochs than trained keeps the member as it is
+    same = train(training_molecules(), "C3H8O", run_dir=run, resume=True,
+                 **{**TINY, "epochs": 3}).result()
+    assert same.history[-1]["epoch"] == 4 and same.fit_seconds == longer.fit_seconds
+
+
+@needs_descriptor
 def test_resume_from_checkpoint_continues(tmp_path):
     from ase_mlgen.generators.logan import LoGAN
     from ase_mlgen.jobs import RunDirectory

@@ -173,7 +173,9 @@ def register(subparsers) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--background", action="store_true", help="return at once; see "
                                                              "'ase-mlgen status RUN'")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run; with a larger --epochs, finished members "
+                        "train on")
     t.set_defaults(func=run_train)
 
     g = sub.add_parser("generate", help="generate structures with a trained LoGAN")

@@ -150,7 +150,8 @@ def train(images: Sequence[Atoms] | str | Path, composition=None, cell=None, *, 
 
     ``images``: training structures or the path of a file ASE can read. ``background=True``
     returns at once (a detached process); ``resume=True`` continues an interrupted run from its
-    checkpoints (finished members are kept). ``threads``: torch CPU threads of every member's
+    checkpoints (finished members are kept; a finished member trained for fewer than ``epochs``
+    trains on from its last checkpoint, so a run can be extended). ``threads``: torch CPU threads of every member's
     ``fit`` (default: the model's ``threads`` parameter, 1).
     """
     from ase.io import read, write
@@ -188,6 +189,11 @@ def train_ensemble(images, composition=None, cell=None, *, n_models: int = 4, **
     return train(images, composition, cell, n_models=n_models, **kwargs)
 
 
+def trained_epochs(model: LoGAN) -> int:
+    """Generator steps a fitted model has been trained for (0 without a training history)."""
+    return int(model.history[-1]["epoch"]) if model.history else 0
+
+
 def train_task(run_dir, config: dict, resume: bool) -> dict:
     """Job task: train every member of ``config["members"]`` in turn (see :func:`train`)."""
     import torch
@@ -210,9 +216,10 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
         names.append(name)
         path = run_dir.path / name
         epochs = int(member["params"].get("epochs", DEFAULTS["epochs"]))
-        if resume and path.is_file():
-            model = LoGAN.load(path)
-        else:
+        model = LoGAN.load(path) if resume and path.is_file() else None
+        if model is None or trained_epochs(model) < epochs:
+            # new member, or a finished one asked for more epochs: (continue to) train from
+            # the member's last checkpoint
             model = LoGAN(random_state=member["random_state"], **member["params"])
             model.fit(images, composition=composition, cell=cell,
                       run_dir=RunDirectory(run_dir.path / f"member_{i:02d}"), resume=resume)
