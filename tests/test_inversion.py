@@ -335,3 +335,60 @@ def test_emt_pt10_builder_and_fps():
     idx = farthest_point_sampling(x, 10)
     assert len(set(idx)) == 10
     assert list(farthest_point_sampling(x, 5)) == list(idx[:5])
+
+
+def test_per_atom_vectors_are_permutation_invariant_and_checked():
+    from ase_mlgen.inversion.per_atom import canonical_order, per_atom_vectors
+
+    desc = small_acsf(["O", "Pt"], r_cut=5.0)
+    rng = np.random.default_rng(3)
+    base = Atoms("Pt3O2", positions=rng.uniform(0, 4, size=(5, 3)))
+    shuffled = base[[4, 1, 0, 3, 2]]
+    x, numbers = per_atom_vectors([base, shuffled], desc)
+    assert x.shape == (2, 5 * desc.n_features)
+    assert np.allclose(x[0], x[1])           # the atom order of the input does not matter
+    assert numbers.tolist() == [8, 8, 78, 78, 78]
+    fp = desc.compute(base)
+    order = canonical_order(fp, base.numbers)
+    sums = fp[order].sum(1)
+    assert base.numbers[order].tolist() == [8, 8, 78, 78, 78]
+    assert sums[0] >= sums[1] and sums[2] >= sums[3] >= sums[4]
+    with pytest.raises(ValueError, match="another composition"):
+        per_atom_vectors([base, Atoms("Pt4O", positions=base.positions)], desc)
+    with pytest.raises(ValueError, match="per-atom fingerprint"):
+        canonical_order(fp.reshape(-1), base.numbers)
+
+
+def test_generator_inverts_per_atom_model_vectors(tmp_path):
+    from ase_mlgen.inversion.cvae import FingerprintGenerator
+    from ase_mlgen.inversion.generator import InversionGenerator
+    from ase_mlgen.inversion.per_atom import per_atom_vectors
+
+    desc = small_acsf(["Pt"], r_cut=5.0)
+    rng = np.random.default_rng(0)
+    images = [Atoms("Pt3", positions=rng.normal(size=(3, 3)) * 0.2
+                    + np.array([[0, 0, 0], [2.6, 0, 0], [1.3, 2.2, 0]])) for _ in range(12)]
+    x, numbers = per_atom_vectors(images, desc)
+    y = np.array([a.get_distance(0, 1) for a in images])
+    gen = FingerprintGenerator.fit(x, y, tmp_path / "run", epochs=2, latent=4,
+                                   hidden=[16] * 3, surrogate_hidden=[16] * 5,
+                                   descriptor=desc.todict(), pooling=None,
+                                   numbers=numbers.tolist())
+    g = InversionGenerator(gen, target=2.6, random_state=0, n_init=2, n_hops=0, steps=20)
+    assert g.inverter.pooling is None
+    out = g.generate(2)
+    assert len(out) == 2 and all(len(a) == 3 and "reconstruction_loss" in a.info for a in out)
+    # the filter after inversion: 2 x n reconstructions, the n nearest the target by the
+    # surrogate on their own fingerprints
+    g2 = InversionGenerator(gen, target=2.6, random_state=0, n_init=2, n_hops=0, steps=20,
+                            rescreen=2)
+    kept = g2.generate(2)
+    values = [a.info["reconstruction_property"] for a in kept]
+    assert len(kept) == 2 and all(np.isfinite(values))
+    with pytest.raises(ValueError, match="rescreen must be"):
+        InversionGenerator(gen, target=2.6, rescreen=0)
+    # a model of pooled vectors of another length is refused with a clear error
+    wrong = InversionGenerator(gen, target=2.6, numbers=[78] * 4, random_state=0, n_init=2,
+                               n_hops=0, steps=5)
+    with pytest.raises(ValueError, match="not a per-atom fingerprint of 4 atoms"):
+        wrong.generate(1)

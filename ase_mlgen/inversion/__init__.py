@@ -13,6 +13,8 @@ _LAZY = {
     "SurrogateModel": "ase_mlgen.inversion.surrogate",
     "InversionGenerator": "ase_mlgen.inversion.generator",
     "make_search_generator": "ase_mlgen.inversion.generator",
+    "canonical_order": "ase_mlgen.inversion.per_atom",
+    "per_atom_vectors": "ase_mlgen.inversion.per_atom",
     "cluster_rmsd": "ase_mlgen.inversion.compare",
     "periodic_rmsd": "ase_mlgen.inversion.compare",
     "structure_rmsd": "ase_mlgen.inversion.compare",

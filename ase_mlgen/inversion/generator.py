@@ -31,6 +31,33 @@ def descriptor_from_dict(spec: dict):
     return ACSF(**spec)
 
 
+def _per_atom_rows(vector: np.ndarray, n_atoms: int) -> np.ndarray:
+    """``(N, F)`` rows of a flat per-atom fingerprint vector of ``N · F`` numbers."""
+    if vector.size % n_atoms:
+        raise ValueError(f"a generated fingerprint of {vector.size} numbers is not a per-atom "
+                         f"fingerprint of {n_atoms} atoms; was the model trained on pooled "
+                         "fingerprints (then store its pooling with the model)?")
+    return vector.reshape(n_atoms, -1)
+
+
+def reconstruction_property(model: FingerprintGenerator, inverter: ACSFInverter,
+                            images: list[Atoms]) -> np.ndarray:
+    """The surrogate property of reconstructed structures, from their own (valid) fingerprints
+    in the representation the model learned: canonical per-atom vectors for a per-atom
+    inverter (``pooling=None``), pooled vectors otherwise."""
+    if model.surrogate is None:
+        raise ValueError("this generator was trained without a surrogate model")
+    if not images:
+        return np.zeros(0)
+    if inverter.pooling is None:
+        from ase_mlgen.inversion.per_atom import per_atom_vectors
+
+        vectors, _ = per_atom_vectors(images, inverter.descriptor)
+    else:
+        vectors = np.stack([inverter.fingerprint(a) for a in images])
+    return np.asarray(model.predict(vectors), dtype=float)
+
+
 class InversionGenerator:
     """Fingerprints from a cVAE at ``target``, inverted into structures (paper's pipeline).
 
@@ -45,6 +72,11 @@ class InversionGenerator:
     max_loss: drop reconstructions with ``info["reconstruction_loss"]`` above it.
     latent: ``"prior"`` (the paper's) or ``"posterior"`` — how the cVAE samples its latent (see
         :meth:`FingerprintGenerator.generate`).
+    rescreen: a **surrogate filter after inversion**: reconstruct ``rescreen`` × n structures and
+        keep the n whose surrogate property, computed on each reconstruction's own fingerprint
+        (:func:`reconstruction_property`), is nearest ``target`` (1: off). Generated fingerprints
+        are not exactly those of any structure; the reconstruction's property can differ from
+        the target, most for strained high-energy structures.
     """
 
     name = "invert"
@@ -52,7 +84,7 @@ class InversionGenerator:
     def __init__(self, model, target: float, numbers=None, cell=None, pbc=False,
                  inverter: ACSFInverter | None = None, relax=None, fmax: float = 0.05,
                  max_loss: float | None = None, max_tries: int = 3, random_state=None,
-                 latent: str = "prior", **inverter_options):
+                 latent: str = "prior", rescreen: int = 1, **inverter_options):
         if not isinstance(model, FingerprintGenerator):
             model = FingerprintGenerator.load(model)
         self.model = model
@@ -79,12 +111,19 @@ class InversionGenerator:
         self.relax, self.fmax = relax, fmax
         self.max_loss = max_loss
         self.max_tries = max(int(max_tries), 1)
+        self.rescreen = int(rescreen)
+        if self.rescreen < 1:
+            raise ValueError(f"rescreen must be >= 1 (reconstructions per kept structure); "
+                             f"got {rescreen}")
+        if self.rescreen > 1 and model.surrogate is None:
+            raise ValueError("rescreen > 1 needs the surrogate; this generator has none")
 
     def generate(self, n: int, rng=None) -> list[Atoms]:
         from ase_mlgen.generators.base import as_rng, tag
 
         rng = as_rng(rng, self._rng)
         self.inverter.rng = rng
+        wanted, n = n, n * self.rescreen
         accepted: list[Atoms] = []
         rejected: list[Atoms] = []
         attempts = 0
@@ -96,6 +135,9 @@ class InversionGenerator:
                          else [None] * k)
             for fp, pred in zip(fps, predicted):
                 attempts += 1
+                if self.inverter.pooling is None and fp.ndim == 1:
+                    # a per-atom model's flat vector (per_atom_vectors): rows in canonical order
+                    fp = _per_atom_rows(fp, len(self.numbers))
                 atoms = self.inverter.reconstruct(fp, self.numbers, cell=self.cell, pbc=self.pbc)
                 info = {"target": self.target,
                         "reconstruction_loss": atoms.info["reconstruction_loss"]}
@@ -110,6 +152,12 @@ class InversionGenerator:
             rejected.sort(key=lambda a: a.info["reconstruction_loss"])
             accepted += rejected[:n - len(accepted)]
         accepted = accepted[:n]
+        if self.rescreen > 1 and accepted:
+            values = reconstruction_property(self.model, self.inverter, accepted)
+            for a, v in zip(accepted, values):
+                a.info["reconstruction_property"] = float(v)
+            keep = np.sort(np.argsort(np.abs(values - self.target), kind="stable")[:wanted])
+            accepted = [accepted[i] for i in keep]
         if self.relax is not None:
             from ase_mlgen.search.relax import relax_many
 
