@@ -64,3 +64,12 @@ def test_failed_background_run_reports_error(tmp_path):
 def test_status_of_a_non_run_is_a_clear_error(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_learning_curve_plot_uses_a_private_temporary_file(tmp_path):
+    from ase_mlgen.jobs.plotting import plot_learning_curve
+
+    records = [{"epoch": i, "train_loss": 1.0 / i} for i in range(1, 6)]
+    out = plot_learning_curve(records, tmp_path / "curve.png")
+    plot_learning_curve(records, tmp_path / "curve.png")   # again over the finished file
+    assert out.is_file() and [p.name for p in tmp_path.iterdir()] == ["curve.png"]

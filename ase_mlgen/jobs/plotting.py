@@ -1,6 +1,7 @@
 """Learning-curve plots of a run's log."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -35,7 +36,8 @@ def plot_learning_curve(records: list[dict], path: str | Path, keys: tuple[str, 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_suffix(".tmp.png")
+    # a temporary name of this process: two processes plotting one run must not share it
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)

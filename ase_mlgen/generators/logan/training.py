@@ -151,8 +151,8 @@ def train(images: Sequence[Atoms] | str | Path, composition=None, cell=None, *, 
     ``images``: training structures or the path of a file ASE can read. ``background=True``
     returns at once (a detached process); ``resume=True`` continues an interrupted run from its
     checkpoints (finished members are kept; a finished member trained for fewer than ``epochs``
-    trains on from its last checkpoint, so a run can be extended). ``threads``: torch CPU threads of every member's
-    ``fit`` (default: the model's ``threads`` parameter, 1).
+    trains on from its last checkpoint, so a run can be extended). ``threads``: torch CPU
+    threads of every member's ``fit`` (default: the model's ``threads`` parameter, 1).
     """
     from ase.io import read, write
 
