@@ -359,7 +359,7 @@ def run_table2(args, result, path):
     from ase_mlgen.data.pt10 import emt_pt10_datasets, formation_energy, pt10_acsf
     from ase_mlgen.inversion.cvae import FingerprintGenerator
     from ase_mlgen.inversion.inverter import ACSFInverter
-    from ase_mlgen.inversion.generator import reconstruction_property
+    from ase_mlgen.inversion.generator import nearest_to_target, reconstruction_property
     from ase_mlgen.inversion.per_atom import per_atom_vectors
 
     sizes = tuple(int(s) for s in args.sizes2.split(","))
@@ -436,7 +436,7 @@ def run_table2(args, result, path):
             rescreen = None
             if k > 1:  # keep the n whose reconstruction the surrogate puts nearest the target
                 values = reconstruction_property(gen, inv, recs)
-                chosen = np.sort(np.argsort(np.abs(values - t), kind="stable")[:args.n_samples2])
+                chosen = nearest_to_target(values, t, args.n_samples2)
                 all_true = np.array([formation_energy(a) for a in recs])
                 rescreen = {"candidates": len(recs), "reconstruction_property": values,
                             "true_energy_all": all_true,

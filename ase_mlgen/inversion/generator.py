@@ -58,6 +58,13 @@ def reconstruction_property(model: FingerprintGenerator, inverter: ACSFInverter,
     return np.asarray(model.predict(vectors), dtype=float)
 
 
+def nearest_to_target(values: np.ndarray, target: float, n: int) -> np.ndarray:
+    """Indices (ascending) of the ``n`` entries of ``values`` nearest ``target``; ties keep the
+    earlier entry."""
+    order = np.argsort(np.abs(np.asarray(values, dtype=float) - float(target)), kind="stable")
+    return np.sort(order[:max(int(n), 0)])
+
+
 class InversionGenerator:
     """Fingerprints from a cVAE at ``target``, inverted into structures (paper's pipeline).
 
@@ -156,8 +163,7 @@ class InversionGenerator:
             values = reconstruction_property(self.model, self.inverter, accepted)
             for a, v in zip(accepted, values):
                 a.info["reconstruction_property"] = float(v)
-            keep = np.sort(np.argsort(np.abs(values - self.target), kind="stable")[:wanted])
-            accepted = [accepted[i] for i in keep]
+            accepted = [accepted[i] for i in nearest_to_target(values, self.target, wanted)]
         if self.relax is not None:
             from ase_mlgen.search.relax import relax_many
 
