@@ -359,7 +359,8 @@ def run_table2(args, result, path):
     from ase_mlgen.data.pt10 import emt_pt10_datasets, formation_energy, pt10_acsf
     from ase_mlgen.inversion.cvae import FingerprintGenerator
     from ase_mlgen.inversion.inverter import ACSFInverter
-    from ase_mlgen.inversion.generator import nearest_to_target, reconstruction_property
+    from ase_mlgen.inversion.cvae import nearest_to_target
+    from ase_mlgen.inversion.generator import reconstruction_property
     from ase_mlgen.inversion.per_atom import per_atom_vectors
 
     sizes = tuple(int(s) for s in args.sizes2.split(","))

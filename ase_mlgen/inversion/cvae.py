@@ -54,6 +54,13 @@ DEFAULTS = {
 }
 
 
+def nearest_to_target(values: np.ndarray, target: float, n: int) -> np.ndarray:
+    """Indices (ascending) of the ``n`` entries of ``values`` nearest ``target``; ties keep the
+    earlier entry."""
+    order = np.argsort(np.abs(np.asarray(values, dtype=float) - float(target)), kind="stable")
+    return np.sort(order[:max(int(n), 0)])
+
+
 class CVAE(nn.Module):
     """Encoder ``[x, y] -> (mu, logvar)``, decoder ``[z, y] -> x`` (MLPs with ReLU)."""
 
@@ -165,8 +172,7 @@ class FingerprintGenerator:
         if self.nonnegative:
             x = np.maximum(x, 0.0)
         if screen > 1:
-            keep = np.argsort(np.abs(self.predict(x) - float(target)), kind="stable")[:n]
-            x = x[np.sort(keep)]
+            x = x[nearest_to_target(self.predict(x), target, n)]
         return x
 
     def predict(self, fingerprints: np.ndarray) -> np.ndarray:

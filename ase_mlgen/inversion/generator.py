@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from ase_mlgen.inversion.cvae import FingerprintGenerator
+from ase_mlgen.inversion.cvae import FingerprintGenerator, nearest_to_target
 from ase_mlgen.inversion.inverter import ACSFInverter, parse_numbers
 
 
@@ -56,13 +56,6 @@ def reconstruction_property(model: FingerprintGenerator, inverter: ACSFInverter,
     else:
         vectors = np.stack([inverter.fingerprint(a) for a in images])
     return np.asarray(model.predict(vectors), dtype=float)
-
-
-def nearest_to_target(values: np.ndarray, target: float, n: int) -> np.ndarray:
-    """Indices (ascending) of the ``n`` entries of ``values`` nearest ``target``; ties keep the
-    earlier entry."""
-    order = np.argsort(np.abs(np.asarray(values, dtype=float) - float(target)), kind="stable")
-    return np.sort(order[:max(int(n), 0)])
 
 
 class InversionGenerator:
