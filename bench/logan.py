@@ -42,11 +42,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _relax(images, calculator, fmax, steps, workers):
-    """Relax with :func:`ase_mlgen.search.relax.relax_many` (BFGS, a process pool of
-    ``workers``); one ``(atoms or None, energy or None)`` per structure, ``None`` where the
-    relaxation failed (SCF failures of wild structures count as failed)."""
-    from ase.optimize import BFGS
+#: optimisers by name for ``--sio2-optimizer``
+OPTIMIZERS = ("BFGS", "BFGSLineSearch", "FIRE")
+
+
+def _relax(images, calculator, fmax, steps, workers, optimizer="BFGS"):
+    """Relax with :func:`ase_mlgen.search.relax.relax_many` (``optimizer``, one of
+    :data:`OPTIMIZERS`, a process pool of ``workers``); one ``(atoms or None, energy or None)``
+    per structure, ``None`` where the relaxation failed (SCF failures of wild structures count
+    as failed). ``atoms.info["converged"]`` says whether ``fmax`` was reached in ``steps``."""
+    import ase.optimize
 
     from ase_mlgen.search.relax import relax_many
 
@@ -57,7 +62,8 @@ def _relax(images, calculator, fmax, steps, workers):
             a.set_cell(np.zeros((3, 3)))
         prepared.append(a)
     results = relax_many(prepared, calculator, fmax=fmax, steps=steps, max_workers=workers,
-                         optimizer=BFGS, progress=False, errors="skip")
+                         optimizer=getattr(ase.optimize, optimizer), progress=False,
+                         errors="skip")
     out = []
     for atoms in results:
         if atoms is None:
@@ -509,7 +515,8 @@ def sio2(args, report):
                 randoms.append(r)
 
         def evaluate(structs):
-            results = _relax(structs, calculator, args.fmax, args.sio2_steps, args.workers)
+            results = _relax(structs, calculator, args.fmax, args.sio2_steps, args.workers,
+                             args.sio2_optimizer)
             rows = []
             for start, (atoms, energy) in zip(structs, results):
                 if atoms is None or energy is None:
@@ -517,6 +524,7 @@ def sio2(args, report):
                     continue
                 before = _coordination(start)
                 rows.append({"energy_per_atom": float(energy) / len(atoms),
+                             "converged": bool(atoms.info.get("converged", False)),
                              "spacegroup": space_group(atoms, symprec=0.1),
                              "ideal_before_relaxation": before["all_ideal"],
                              **_coordination(atoms)})
@@ -528,6 +536,7 @@ def sio2(args, report):
                 return {"n": 0, "failed": len(rows)}
             best = min((r for r in rows if r), key=lambda r: r["energy_per_atom"])
             return {"n": len(e), "failed": sum(r is None for r in rows),
+                    "unconverged": sum(not r["converged"] for r in rows if r),
                     "lowest_energy_per_atom": round(min(e), 4),
                     "median_energy_per_atom": round(float(np.median(e)), 4),
                     "best": best,
@@ -569,7 +578,8 @@ def sio2(args, report):
                for name, r in results.items()},
             **{f"logan_{name}_all_chosen_ideal_after_relaxation": bool(
                 r.get("n") == args.sio2_k
-                and r.get("ideal_coordination_after_relaxation") == args.sio2_k)
+                and r.get("ideal_coordination_after_relaxation") == args.sio2_k
+                and r.get("unconverged") == 0)
                for name, r in results.items()},
             "load_average": os.getloadavg()}
         print(json.dumps({target: out[target]}, default=str), flush=True)
@@ -579,6 +589,7 @@ def sio2(args, report):
     report["sio2"] = {"calculator": ("BKS pair potential (ase_mlgen.generators.logan.bks), "
                                      "fixed cell" if calculator is BKS else str(calculator)),
                       "fmax": args.fmax, "max_steps": args.sio2_steps,
+                      "optimizer": args.sio2_optimizer,
                       "training_wall_seconds_all_targets": round(train_wall, 1),
                       "targets": out,
                       "settings": {k: v for k, v in vars(args).items()
@@ -679,6 +690,9 @@ def main(argv=None):
     p.add_argument("--sio2-filters", nargs="+", default=["coordination", "paper"],
                    choices=["coordination", "paper"])
     p.add_argument("--sio2-steps", type=int, default=300)
+    p.add_argument("--sio2-optimizer", choices=OPTIMIZERS, default="BFGSLineSearch",
+                   help="ASE optimiser of the SiO2 relaxations (runs before 2026-12-04, tenth "
+                        "session: BFGS, which stalls on a few candidates)")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     from ase import Atoms
     from ase.io import read
-    from ase.optimize import BFGS
+    from ase.optimize import BFGSLineSearch
 
     from ase_mlgen.generators.logan import LoGAN
     from ase_mlgen.generators.logan.bks import BKS
@@ -84,7 +84,9 @@ def main(argv=None) -> int:
     def relax(atoms):
         atoms = atoms.copy()
         atoms.calc = BKS()
-        BFGS(atoms, logfile=None).run(fmax=0.05, steps=300)
+        converged = BFGSLineSearch(atoms, logfile=None).run(fmax=0.05, steps=300)
+        if not converged:
+            print("  (a relaxation did not reach fmax 0.05 eV/Å in 300 steps)")
         return atoms.get_potential_energy() / len(atoms), atoms
 
     for name, structures in (("LoGAN", picked), ("random", randoms)):

@@ -552,6 +552,27 @@ def test_bks_forces_match_energy_and_quartz_is_stable():
     assert random.get_potential_energy() > a.get_potential_energy()
 
 
+def test_bks_short_range_force_is_continuous_at_its_cutoff():
+    """A force step at the Buckingham cutoff stalls quasi-Newton relaxations: energy and force
+    of the short-range term must both reach zero at ``short_cutoff``."""
+    from ase_mlgen.generators.logan.bks import BKS
+
+    calc = BKS()
+    for pair in ((8, 8), (8, 14)):
+        from ase_mlgen.generators.logan.bks import BUCKINGHAM
+
+        params = BUCKINGHAM[pair]
+        r = np.array([calc.rs - 1e-6, calc.rs - 0.5])
+        e, de = calc._short(r, *params)
+        assert abs(e[0]) < 1e-9 and abs(de[0]) < 1e-6
+        uncut_e, uncut_de = calc._buckingham(r, *params)
+        assert abs(uncut_de[0]) > 1e-3          # the uncut term does have a slope there
+        h = 1e-5                                 # and the cut one stays consistent
+        ep, _ = calc._short(r + h, *params)
+        em, _ = calc._short(r - h, *params)
+        assert np.allclose((ep - em) / (2 * h), de, atol=1e-7)
+
+
 @needs_descriptor
 def test_snapshots_are_kept_and_sampled():
     from ase_mlgen.generators.logan import LoGAN
