@@ -436,7 +436,8 @@ def _sio2_train(args, targets, wanted):
             if run.exists() and not resume:
                 shutil.rmtree(run)
             job = train(train_images, held, held.cell.array, run_dir=run,
-                        n_models=args.sio2_models, random_state=args.seed, variations=[{}],
+                        n_models=args.sio2_models, random_state=args.seed,
+                        variations=json.loads(args.sio2_variations),
                         background=True, resume=resume, threads=args.threads, **params)
             running[target] = (job, time.perf_counter())
             print(f"SiO2 {target}: training {args.sio2_models} member(s) in {run}", flush=True)
@@ -690,6 +691,10 @@ def main(argv=None):
     p.add_argument("--sio2-filters", nargs="+", default=["coordination", "paper"],
                    choices=["coordination", "paper"])
     p.add_argument("--sio2-steps", type=int, default=300)
+    p.add_argument("--sio2-variations", default="[{}]",
+                   help="JSON list of per-member overrides of the --sio2-* settings (member i "
+                        "takes entry i mod len; 'random_state' keeps a member's own seed), e.g. "
+                        "short and long members in one ensemble")
     p.add_argument("--sio2-optimizer", choices=OPTIMIZERS, default="BFGSLineSearch",
                    help="ASE optimiser of the SiO2 relaxations (runs before 2026-12-04, tenth "
                         "session: BFGS, which stalls on a few candidates)")

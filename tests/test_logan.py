@@ -552,6 +552,20 @@ def test_bks_forces_match_energy_and_quartz_is_stable():
     assert random.get_potential_energy() > a.get_potential_energy()
 
 
+def test_member_settings_mix_short_and_long_members_with_their_own_seeds():
+    from ase_mlgen.generators.logan.training import member_settings
+
+    short = {"epochs": 20, "repulsion": 0.0, "random_state": 7}
+    members = member_settings(3, random_state=0, variations=[short, {}, {}], epochs=100,
+                              repulsion=10.0)
+    assert [m["random_state"] for m in members] == [7, 1, 2]
+    assert [m["params"]["epochs"] for m in members] == [20, 100, 100]
+    assert [m["params"]["repulsion"] for m in members] == [0.0, 10.0, 10.0]
+    assert all("random_state" not in m["params"] for m in members)
+    with pytest.raises(ValueError, match="unknown LoGAN parameter"):
+        member_settings(1, variations=[{"epoch": 3}])
+
+
 def test_bks_short_range_force_is_continuous_at_its_cutoff():
     """A force step at the Buckingham cutoff stalls quasi-Newton relaxations: energy and force
     of the short-range term must both reach zero at ``short_cutoff``."""

@@ -107,7 +107,8 @@ def member_settings(n_models: int, random_state: int = 0,
                     variations: Sequence[dict] | None = None, **params) -> list[dict]:
     """Seed and parameters of each ensemble member: ``params`` overridden by the member's
     variation (``variations[i % len]``; default :data:`DEFAULT_VARIATIONS` for more than one
-    member, none for one)."""
+    member, none for one). Member ``i`` is seeded ``random_state + i`` unless its variation
+    names its own ``random_state`` (e.g. to keep a member's seed when members are reordered)."""
     if n_models < 1:
         raise ValueError("n_models must be at least 1")
     if variations is None:
@@ -116,11 +117,12 @@ def member_settings(n_models: int, random_state: int = 0,
     members = []
     for i in range(n_models):
         p = {**params, **variations[i % len(variations)]}
+        seed = int(p.pop("random_state", int(random_state) + i))
         unknown = set(p) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown LoGAN parameter(s) {sorted(unknown)}")
         p = {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()}
-        members.append({"random_state": int(random_state) + i, "params": p})
+        members.append({"random_state": seed, "params": p})
     return members
 
 
