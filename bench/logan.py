@@ -417,8 +417,17 @@ def _sio2_train(args, targets, wanted):
     ``{target: (models, wall seconds of that target's job)}``."""
     import shutil
 
-    from ase_mlgen.generators.logan import LoGANEnsemble, train
+    from ase_mlgen.generators.logan import LoGAN, LoGANEnsemble, train
 
+    if args.sio2_evaluate_only:
+        done = {}
+        for target in wanted:
+            files = sorted((Path(args.workdir) / "sio2" / target).glob("member_*.pt"))
+            if target in targets and not files:
+                raise SystemExit(f"--sio2-evaluate-only: no member_*.pt for {target} in "
+                                 f"{Path(args.workdir) / 'sio2' / target}")
+            done[target] = ([LoGAN.load(f, device="cpu") for f in files], 0.0)
+        return done
     params = {"epochs": args.sio2_epochs, "lr_generator": args.lr, "lr_critic": args.lr,
               "r_cut": args.sio2_rcut, "n_max": args.sio2_nmax, "max_neighbours": 12,
               "rattle": args.sio2_rattle, "cell_margin": args.sio2_cell_margin,
@@ -452,11 +461,12 @@ def _sio2_train(args, targets, wanted):
     return done
 
 
-def _pick_sio2(pool, k, dmin, seed, filter_name):
+def _pick_sio2(pool, k, dmin, seed, filter_name, margin=0.0):
     """``k`` candidates of ``pool``: the paper's filter (minimum distance, PCA + k-means), or
     ``coordination``: the same among the structures whose every Si has four O and every O two
     Si (within 2.0 Å); when fewer than ``k`` qualify, among those with the fewest coordination
-    defects that leave ``k`` (``representatives(prefer=...)``)."""
+    defects that leave ``k`` (``representatives(prefer=...)``); with ``margin`` (Å) a Si–O
+    contact within ``margin`` of the 2.0 Å cutoff counts as a defect of each of its atoms."""
     from ase_mlgen.select import representatives
     from ase_mlgen.structures.coordination import (SILICA_CUTOFFS, SILICA_IDEAL,
                                                    coordination_defects)
@@ -464,6 +474,8 @@ def _pick_sio2(pool, k, dmin, seed, filter_name):
     prefer = None
     if filter_name == "coordination":
         def prefer(atoms):
+            if margin > 0:
+                return coordination_defects(atoms, SILICA_IDEAL, SILICA_CUTOFFS, margin)
             if "coordination_defects" not in atoms.info:
                 atoms.info["coordination_defects"] = coordination_defects(
                     atoms, SILICA_IDEAL, SILICA_CUTOFFS)
@@ -474,6 +486,7 @@ def _pick_sio2(pool, k, dmin, seed, filter_name):
 def sio2(args, report):
     from ase_mlgen.generators.logan import LoGANEnsemble
     from ase_mlgen.generators.logan.bks import BKS
+    from ase_mlgen.generators.logan.training import trained_epochs
     from ase_mlgen.structures.crystals import space_group
 
     data = Path(args.data) / "SiO2"
@@ -505,7 +518,8 @@ def sio2(args, report):
         for a, c in zip(pool, pool_coord):   # read by the coordination filter's preference
             a.info["coordination_defects"] = c["defects"]
         t0 = time.perf_counter()
-        picks = {name: _pick_sio2(pool, args.sio2_k, 0.9 * dmin, args.seed, name)
+        picks = {name: _pick_sio2(pool, args.sio2_k, 0.9 * dmin, args.seed, name,
+                                  args.sio2_bond_margin)
                  for name in args.sio2_filters}
         filter_s = time.perf_counter() - t0
         rng = np.random.default_rng(args.seed)
@@ -564,6 +578,8 @@ def sio2(args, report):
             "snapshots": sum(len(m.snapshots) for m in models),
             "train_seconds_wall": round(train_s, 1),
             "train_seconds_per_model": [round(m.fit_seconds or 0, 1) for m in models],
+            "member_epochs": [trained_epochs(m) for m in models],
+            "member_repulsion": [m.params.get("repulsion") for m in models],
             "final_wasserstein": [round(m.history[-1]["wasserstein"], 2) if m.history else None
                                   for m in models],
             "generated": len(pool), "generate_seconds": round(gen_s, 3),
@@ -695,6 +711,13 @@ def main(argv=None):
                    help="JSON list of per-member overrides of the --sio2-* settings (member i "
                         "takes entry i mod len; 'random_state' keeps a member's own seed), e.g. "
                         "short and long members in one ensemble")
+    p.add_argument("--sio2-bond-margin", type=float, default=0.0,
+                   help="coordination filter: a Si-O contact within this many Å of the 2.0 Å "
+                        "cutoff counts as a defect (0: the filter of runs before 2026-12-04, "
+                        "tenth session)")
+    p.add_argument("--sio2-evaluate-only", action="store_true",
+                   help="train nothing: evaluate the member_*.pt files found in each target's "
+                        "run directory (whatever their settings; the JSON lists their epochs)")
     p.add_argument("--sio2-optimizer", choices=OPTIMIZERS, default="BFGSLineSearch",
                    help="ASE optimiser of the SiO2 relaxations (runs before 2026-12-04, tenth "
                         "session: BFGS, which stalls on a few candidates)")

@@ -208,6 +208,27 @@ def test_coordination_counts_periodic_images():
         coordination_numbers(quartz, {})
 
 
+def test_borderline_contacts_count_as_defects_with_a_margin():
+    """A Si–O contact at 1.97 Å is a bond for a 2.0 Å cutoff; with a 0.1 Å margin its two atoms
+    count as defects (borderline bonds break on relaxation), clean contacts do not."""
+    from ase_mlgen.structures.coordination import coordination_defects, near_cutoff
+
+    cutoffs = {("Si", "O"): 2.0}
+    ideal = {"Si": 4, "O": 2}
+    quartz = alpha_quartz()
+    assert not near_cutoff(quartz, cutoffs, 0.1).any()
+    assert coordination_defects(quartz, ideal, cutoffs, margin=0.1) == 0
+    chain = Atoms("SiO", cell=[3.6, 8, 8], pbc=True, positions=[[0, 0, 0], [1.63, 0, 0]])
+    # O–Si 1.63 Å in the cell and 1.97 Å to the next cell's Si: both bonds under 2.0 Å
+    assert near_cutoff(chain, cutoffs, 0.1).tolist() == [True, True]
+    assert near_cutoff(chain, cutoffs, 0.02).tolist() == [False, False]
+    plain = coordination_defects(chain, ideal, cutoffs)
+    assert coordination_defects(chain, ideal, cutoffs, margin=0.1) == plain + 2
+    assert coordination_defects(chain, ideal, cutoffs, margin=0.0) == plain
+    with pytest.raises(ValueError, match="margin"):
+        near_cutoff(chain, cutoffs, -0.1)
+
+
 @needs_descriptor
 def test_critic_invariant_to_rotation(fitted):
     atoms = fitted.generate(1, random_state=3)[0]
@@ -378,6 +399,14 @@ def test_cli_crystal_with_cell_margin_and_coordination_filter(tmp_path, capsys):
     best = min(coordination_defects(a, {"Si": 4, "O": 2}, {("Si", "O"): 2.0}) for a in pool)
     assert min(coordination_defects(a, {"Si": 4, "O": 2}, {("Si", "O"): 2.0})
                for a in images) == best
+    # with a bond margin the ranking counts borderline contacts as defects too
+    assert main(["logan", "generate", str(run), "-n", "60", "-o", str(out), "--select", "3",
+                 "--min-distance", "0", "--coordination", "Si=4,O=2", "--bonds",
+                 "Si-O=2.0", "--bond-margin", "0.1"]) == 0
+    strict = [coordination_defects(a, {"Si": 4, "O": 2}, {("Si", "O"): 2.0}, margin=0.1)
+              for a in pool]
+    assert min(coordination_defects(a, {"Si": 4, "O": 2}, {("Si", "O"): 2.0}, margin=0.1)
+               for a in read(out, ":")) == min(strict)
     capsys.readouterr()
     assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--select", "2",
                  "--coordination", "Si=4,O=2"]) == 2

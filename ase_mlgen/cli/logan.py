@@ -66,9 +66,11 @@ def _pairs(text: str | None, what: str) -> dict:
     return out
 
 
-def _coordination_preference(coordination: str | None, bonds: str | None):
-    """``prefer`` for :func:`representatives`: the coordination defects of a structure, or
-    None when ``--coordination`` was not given."""
+def _coordination_preference(coordination: str | None, bonds: str | None,
+                             margin: float = 0.0):
+    """``prefer`` for :func:`representatives`: the coordination defects of a structure
+    (borderline contacts within ``margin`` Å of a cutoff counted as defects), or None when
+    ``--coordination`` was not given."""
     if not coordination:
         if bonds:
             raise ValueError("--bonds only counts with --coordination")
@@ -81,7 +83,7 @@ def _coordination_preference(coordination: str | None, bonds: str | None):
         raise ValueError("--coordination needs --bonds, e.g. --bonds Si-O=2.0")
 
     def prefer(atoms):
-        return coordination_defects(atoms, ideal, cutoffs)
+        return coordination_defects(atoms, ideal, cutoffs, margin)
 
     return prefer
 
@@ -105,7 +107,7 @@ def run_generate(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         md = args.min_distance
         min_distance = "covalent" if md is None else (None if md <= 0 else md)
-        prefer = _coordination_preference(args.coordination, args.bonds)
+        prefer = _coordination_preference(args.coordination, args.bonds, args.bond_margin)
         if args.molecules:
             if prefer is not None or md is not None:
                 raise ValueError("--molecules chooses by bond graph; it takes neither "
@@ -193,6 +195,10 @@ def register(subparsers) -> None:
     g.add_argument("--bonds", metavar="A-B=R,...",
                    help="with --coordination: bonded pairs and their cut-offs in Å, "
                         "e.g. Si-O=2.0")
+    g.add_argument("--bond-margin", type=float, default=0.0, metavar="Å",
+                   help="with --coordination: a contact within this distance of its cut-off "
+                        "counts as a defect (borderline bonds break or form on relaxation), "
+                        "e.g. 0.1")
     g.add_argument("--molecules", action="store_true",
                    help="with --select: choose molecules by their unrelaxed bond graphs (one "
                         "per valid molecule, then one per new heavy-atom skeleton, then PCA + "

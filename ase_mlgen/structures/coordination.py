@@ -58,6 +58,26 @@ def coordination_numbers(atoms: Atoms, cutoffs: Mapping[tuple[str, str], float])
     return counts
 
 
+def near_cutoff(atoms: Atoms, cutoffs: Mapping[tuple[str, str], float],
+                margin: float) -> np.ndarray:
+    """``(N,)`` bools: atoms with a neighbour of a listed pair of elements at a distance within
+    ``margin`` (Å) of that pair's cutoff, i.e. whose coordination a small displacement changes
+    (a Si–O contact of 1.99 or 2.01 Å against a 2.0 Å cutoff)."""
+    from ase.neighborlist import neighbor_list
+
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0 Å, got {margin}")
+    pairs = _check_cutoffs(cutoffs)
+    flagged = np.zeros(len(atoms), dtype=bool)
+    if len(atoms) < 2 or margin == 0:
+        return flagged
+    i, j, d = neighbor_list("ijd", atoms, max(pairs.values()) + margin)
+    z = atoms.numbers
+    limit = np.array([pairs.get((int(a), int(b)), -np.inf) for a, b in zip(z[i], z[j])])
+    flagged[i[np.abs(d - limit) <= margin]] = True
+    return flagged
+
+
 def _defects(atoms: Atoms, cn: np.ndarray, ideal: Mapping[str, int]) -> int:
     """Σ |cn − ideal| over the atoms whose element is in ``ideal``."""
     if not ideal:
@@ -72,10 +92,16 @@ def _defects(atoms: Atoms, cn: np.ndarray, ideal: Mapping[str, int]) -> int:
 
 
 def coordination_defects(atoms: Atoms, ideal: Mapping[str, int],
-                         cutoffs: Mapping[tuple[str, str], float]) -> int:
+                         cutoffs: Mapping[tuple[str, str], float], margin: float = 0.0) -> int:
     """Σ |coordination − ideal| over the atoms whose element is in ``ideal`` (0 = every such
-    atom has exactly its ideal coordination)."""
-    return _defects(atoms, coordination_numbers(atoms, cutoffs), ideal)
+    atom has exactly its ideal coordination). With ``margin`` > 0 (Å) every such atom with a
+    contact within ``margin`` of its cutoff (:func:`near_cutoff`) counts one defect more: for
+    unrelaxed candidates, whose borderline bonds may break or form on relaxation."""
+    defects = _defects(atoms, coordination_numbers(atoms, cutoffs), ideal)
+    if margin > 0:
+        listed = np.isin(atoms.numbers, [atomic_numbers[s] for s in ideal])
+        defects += int(np.sum(near_cutoff(atoms, cutoffs, margin) & listed))
+    return defects
 
 
 def coordination_summary(atoms: Atoms, ideal: Mapping[str, int],
