@@ -411,6 +411,16 @@ def _sio2_target(spec, max_atoms):
     return held, [a for a in spec["training"] if len(a) <= max_atoms]
 
 
+def _variations(text):
+    """``--sio2-variations``: a JSON list, or ``@FILE`` holding one."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    variations = json.loads(text)
+    if not isinstance(variations, list) or not all(isinstance(v, dict) for v in variations):
+        raise SystemExit("--sio2-variations: a JSON list of objects, e.g. '[{}]'")
+    return variations
+
+
 def _sio2_train(args, targets, wanted):
     """Train ``--sio2-models`` LoGAN members for every wanted target as background jobs,
     ``--parallel`` jobs at a time (one per target, its members one after the other). Returns
@@ -446,7 +456,7 @@ def _sio2_train(args, targets, wanted):
                 shutil.rmtree(run)
             job = train(train_images, held, held.cell.array, run_dir=run,
                         n_models=args.sio2_models, random_state=args.seed,
-                        variations=json.loads(args.sio2_variations),
+                        variations=_variations(args.sio2_variations),
                         background=True, resume=resume, threads=args.threads, **params)
             running[target] = (job, time.perf_counter())
             print(f"SiO2 {target}: training {args.sio2_models} member(s) in {run}", flush=True)
@@ -708,9 +718,10 @@ def main(argv=None):
                    choices=["coordination", "paper"])
     p.add_argument("--sio2-steps", type=int, default=300)
     p.add_argument("--sio2-variations", default="[{}]",
-                   help="JSON list of per-member overrides of the --sio2-* settings (member i "
-                        "takes entry i mod len; 'random_state' keeps a member's own seed), e.g. "
-                        "short and long members in one ensemble")
+                   help="JSON list (or @FILE) of per-member overrides of the --sio2-* settings "
+                        "(member i takes entry i mod len; 'random_state' keeps a member's own "
+                        "seed), e.g. short and long members in one ensemble: "
+                        "@bench/logan_sio2_members.json")
     p.add_argument("--sio2-bond-margin", type=float, default=0.0,
                    help="coordination filter: a Si-O contact within this many Å of the 2.0 Å "
                         "cutoff counts as a defect (0: the filter of runs before 2026-12-04, "
