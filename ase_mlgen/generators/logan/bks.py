@@ -18,9 +18,9 @@ with two practical changes, as usual in simulations with BKS:
   124, 234104, 2006) with ``alpha = 0.2 / Å`` and a cutoff of 10 Å instead of an Ewald sum, and
   the Buckingham terms are cut at 5.5 Å in the shifted-force form (energy and force both go to
   zero there), so that energy and forces stay consistent and continuous. (A plain energy shift
-  leaves a force step of ~0.006 eV/Å per pair at the cutoff; quasi-Newton optimisers read such
-  steps as huge curvatures and stall: ASE's BFGS stopped with forces of 0.5–1 eV/Å on a quarter
-  of the benchmark's candidates.)
+  leaves a force step of ~0.006 eV/Å per pair at the cutoff.) Relax with a line-search
+  optimiser (``ase.optimize.BFGSLineSearch``) or FIRE: plain ``BFGS`` stalls, with forces of
+  0.5–1 eV/Å left, on some generated silica candidates.
 
 Energies are in eV for the whole cell; forces in eV/Å. No stress (relax positions in a fixed
 cell). Good enough to rank SiO2 candidates (corner-sharing SiO4 tetrahedra are its minima) at
