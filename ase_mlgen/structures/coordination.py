@@ -41,21 +41,45 @@ def _check_cutoffs(cutoffs: Mapping[tuple[str, str], float]) -> dict[tuple[int, 
     return out
 
 
+def _contacts(atoms: Atoms, pairs: dict[tuple[int, int], float], reach: float):
+    """One neighbour-list pass: ``(i, d, limit)`` for every neighbour pair within ``reach`` Å
+    (periodic images included) — first atom, distance, and the pair's cutoff (−inf for pairs
+    of elements not in ``pairs``)."""
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, reach)
+    z = atoms.numbers
+    limit = np.array([pairs.get((int(a), int(b)), -np.inf) for a, b in zip(z[i], z[j])])
+    return i, d, limit
+
+
+def _counts(n_atoms: int, i: np.ndarray, d: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    counts = np.zeros(n_atoms, dtype=int)
+    np.add.at(counts, i[d < limit], 1)
+    return counts
+
+
+def _near(n_atoms: int, i: np.ndarray, d: np.ndarray, limit: np.ndarray,
+          margin: float) -> np.ndarray:
+    flagged = np.zeros(n_atoms, dtype=bool)
+    flagged[i[np.abs(d - limit) <= margin]] = True
+    return flagged
+
+
 def coordination_numbers(atoms: Atoms, cutoffs: Mapping[tuple[str, str], float]) -> np.ndarray:
     """Number of neighbours of every atom, ``(N,)`` ints: atoms (and periodic images) of a pair
     of elements listed in ``cutoffs`` closer than that pair's cutoff (Å). Pairs not listed never
     count (``{("Si", "O"): 2.0}`` counts Si–O bonds only)."""
-    from ase.neighborlist import neighbor_list
-
     pairs = _check_cutoffs(cutoffs)
-    counts = np.zeros(len(atoms), dtype=int)
     if len(atoms) < 2:
-        return counts
-    i, j, d = neighbor_list("ijd", atoms, max(pairs.values()))
-    z = atoms.numbers
-    limit = np.array([pairs.get((int(a), int(b)), -1.0) for a, b in zip(z[i], z[j])])
-    np.add.at(counts, i[d < limit], 1)
-    return counts
+        return np.zeros(len(atoms), dtype=int)
+    return _counts(len(atoms), *_contacts(atoms, pairs, max(pairs.values())))
+
+
+def _check_margin(margin: float) -> float:
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0 Å, got {margin}")
+    return float(margin)
 
 
 def near_cutoff(atoms: Atoms, cutoffs: Mapping[tuple[str, str], float],
@@ -63,19 +87,11 @@ def near_cutoff(atoms: Atoms, cutoffs: Mapping[tuple[str, str], float],
     """``(N,)`` bools: atoms with a neighbour of a listed pair of elements at a distance within
     ``margin`` (Å) of that pair's cutoff, i.e. whose coordination a small displacement changes
     (a Si–O contact of 1.99 or 2.01 Å against a 2.0 Å cutoff)."""
-    from ase.neighborlist import neighbor_list
-
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0 Å, got {margin}")
+    margin = _check_margin(margin)
     pairs = _check_cutoffs(cutoffs)
-    flagged = np.zeros(len(atoms), dtype=bool)
     if len(atoms) < 2 or margin == 0:
-        return flagged
-    i, j, d = neighbor_list("ijd", atoms, max(pairs.values()) + margin)
-    z = atoms.numbers
-    limit = np.array([pairs.get((int(a), int(b)), -np.inf) for a, b in zip(z[i], z[j])])
-    flagged[i[np.abs(d - limit) <= margin]] = True
-    return flagged
+        return np.zeros(len(atoms), dtype=bool)
+    return _near(len(atoms), *_contacts(atoms, pairs, max(pairs.values()) + margin), margin)
 
 
 def _defects(atoms: Atoms, cn: np.ndarray, ideal: Mapping[str, int]) -> int:
@@ -97,11 +113,14 @@ def coordination_defects(atoms: Atoms, ideal: Mapping[str, int],
     atom has exactly its ideal coordination). With ``margin`` > 0 (Å) every such atom with a
     contact within ``margin`` of its cutoff (:func:`near_cutoff`) counts one defect more: for
     unrelaxed candidates, whose borderline bonds may break or form on relaxation."""
-    defects = _defects(atoms, coordination_numbers(atoms, cutoffs), ideal)
-    if margin > 0:
-        listed = np.isin(atoms.numbers, [atomic_numbers[s] for s in ideal])
-        defects += int(np.sum(near_cutoff(atoms, cutoffs, margin) & listed))
-    return defects
+    margin = _check_margin(margin)
+    if margin == 0 or len(atoms) < 2:
+        return _defects(atoms, coordination_numbers(atoms, cutoffs), ideal)
+    pairs = _check_cutoffs(cutoffs)
+    contacts = _contacts(atoms, pairs, max(pairs.values()) + margin)   # one pass for both
+    defects = _defects(atoms, _counts(len(atoms), *contacts), ideal)
+    listed = np.isin(atoms.numbers, [atomic_numbers[s] for s in ideal])
+    return defects + int(np.sum(_near(len(atoms), *contacts, margin) & listed))
 
 
 def coordination_summary(atoms: Atoms, ideal: Mapping[str, int],
