@@ -413,12 +413,12 @@ def _sio2_target(spec, max_atoms):
 
 def _variations(text):
     """``--sio2-variations``: a JSON list, or ``@FILE`` holding one."""
-    if text.startswith("@"):
-        text = Path(text[1:]).read_text()
-    variations = json.loads(text)
-    if not isinstance(variations, list) or not all(isinstance(v, dict) for v in variations):
-        raise SystemExit("--sio2-variations: a JSON list of objects, e.g. '[{}]'")
-    return variations
+    from ase_mlgen.generators.logan.training import read_variations
+
+    try:
+        return read_variations(text)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"--sio2-variations: {err}") from None
 
 
 def _sio2_train(args, targets, wanted):

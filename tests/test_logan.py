@@ -415,6 +415,54 @@ def test_cli_crystal_with_cell_margin_and_coordination_filter(tmp_path, capsys):
                  "--coordination", "Si=4,O=2", "--bonds", "SiO=2"]) == 2
 
 
+def test_read_variations_accepts_json_and_files_and_refuses_bad_settings(tmp_path):
+    from ase_mlgen.generators.logan.training import member_settings, read_variations
+
+    text = '[{"random_state": 2, "epochs": 20}, {"repulsion": 0.0}]'
+    recipe = tmp_path / "members.json"
+    recipe.write_text(text)
+    assert read_variations(text) == read_variations(f"@{recipe}")
+    members = member_settings(2, 0, read_variations(text), epochs=50, repulsion=10.0)
+    assert members[0] == {"random_state": 2, "params": {"epochs": 20, "repulsion": 10.0}}
+    assert members[1] == {"random_state": 1, "params": {"epochs": 50, "repulsion": 0.0}}
+    for bad, says in (("[]", "non-empty"), ('{"epochs": 2}', "list"), ("[{]", "valid JSON"),
+                      ('[{"epoch": 2}]', "epoch")):
+        with pytest.raises(ValueError, match=says):
+            read_variations(bad)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        read_variations(f"@{tmp_path / 'missing.json'}")
+
+
+@needs_descriptor
+def test_cli_trains_an_ensemble_from_member_settings(tmp_path, capsys):
+    import json
+
+    from ase.io import write
+
+    from ase_mlgen.cli.main import main
+    from ase_mlgen.generators.logan.training import load_model, trained_epochs
+
+    data = tmp_path / "quartz.extxyz"
+    write(data, [alpha_quartz()])
+    members = tmp_path / "members.json"
+    members.write_text(json.dumps([{"random_state": 5, "epochs": 1}, {"r_cut": 3.5}]))
+    run = tmp_path / "run"
+    assert main(["logan", "train", str(data), "--out", str(run), "--epochs", "2", "--n-max",
+                 "3", "--r-cut", "4", "--rattle", "2", "--device", "cpu",
+                 "--members", f"@{members}"]) == 0
+    ensemble = load_model(run, device="cpu")
+    assert len(ensemble) == 2
+    first, second = ensemble.models
+    assert first.random_state == 5 and trained_epochs(first) == 1
+    assert first.params["r_cut"] == 4 and second.params["r_cut"] == 3.5
+    assert first.params["rattle"] == second.params["rattle"] == 2
+    assert second.random_state == 1 and trained_epochs(second) == 2
+    capsys.readouterr()
+    assert main(["logan", "train", str(data), "--out", str(tmp_path / "bad"), "--members",
+                 '[{"cutoff": 4}]']) == 2
+    assert "cutoff" in capsys.readouterr().err
+
+
 @needs_descriptor
 def test_search_generator_protocol(fitted, tmp_path):
     from ase_mlgen.generators.logan import make_search_generator

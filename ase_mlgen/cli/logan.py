@@ -1,7 +1,8 @@
 """``ase-mlgen logan train|generate``: train a LoGAN (or an ensemble) and generate structures.
 
     ase-mlgen logan train DATA.extxyz --composition C5H12O --out runs/logan1 [--ensemble K]
-                          [--epochs N] [--cell a b c | --cell 9 numbers] [--background] [--resume]
+                          [--members JSON|@FILE] [--epochs N] [--cell a b c | --cell 9 numbers]
+                          [--background] [--resume]
     ase-mlgen logan generate MODEL -n 1000 -o out.extxyz [--select k] [--seed S]
 
 MODEL is a model file, an ensemble directory or a finished run directory.
@@ -25,19 +26,23 @@ def _cell(values):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ase_mlgen.generators.logan.training import train
+    from ase_mlgen.generators.logan.training import read_variations, train
 
     params = {}
     for key in ("epochs", "batch_size", "r_cut", "n_max", "max_neighbours", "radial",
                 "lr_generator", "lr_critic", "device", "snapshot_every", "snapshot_start",
                 "penalty_mode", "penalty_weight", "cell_margin", "repulsion",
-                "repulsion_scale"):
+                "repulsion_scale", "rattle"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
+    variations, n_models = None, args.ensemble
+    if args.members:
+        variations = read_variations(args.members)
+        n_models = args.ensemble if args.ensemble > 1 else len(variations)
     job = train(args.data, args.composition, _cell(args.cell), run_dir=args.out,
-                n_models=args.ensemble, random_state=args.seed, background=args.background,
-                resume=args.resume, threads=args.threads, **params)
+                n_models=n_models, random_state=args.seed, variations=variations,
+                background=args.background, resume=args.resume, threads=args.threads, **params)
     if args.background:
         print(f"training in the background: run {job.run_dir.path} (pid {job.pid}); "
               f"follow it with: ase-mlgen status {job.run_dir.path}")
@@ -146,12 +151,18 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--ensemble", type=int, default=1, metavar="K",
                    help="train K models with different seeds and descriptor settings")
+    t.add_argument("--members", metavar="JSON|@FILE",
+                   help="per-member settings of an ensemble: a JSON list of objects (LoGAN "
+                        "parameters and random_state, over the other options), or @FILE; "
+                        "one member per entry unless --ensemble K says otherwise")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", dest="batch_size", type=int)
     t.add_argument("--r-cut", dest="r_cut", type=float)
     t.add_argument("--n-max", dest="n_max", type=int)
     t.add_argument("--max-neighbours", dest="max_neighbours", type=int)
     t.add_argument("--radial", choices=["bessel", "gaussian"])
+    t.add_argument("--rattle", type=int,
+                   help="rattled copies of each training structure in the pools (default 20)")
     t.add_argument("--lr-generator", dest="lr_generator", type=float)
     t.add_argument("--lr-critic", dest="lr_critic", type=float)
     t.add_argument("--snapshot-every", dest="snapshot_every", type=int,

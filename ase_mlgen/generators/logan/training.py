@@ -126,6 +126,32 @@ def member_settings(n_models: int, random_state: int = 0,
     return members
 
 
+def read_variations(text: str) -> list[dict[str, Any]]:
+    """Per-member settings for :func:`train` (``variations=``) from a JSON list of objects, or
+    from ``@FILE`` holding one, e.g. ``'[{"random_state": 2, "epochs": 2000}, {}]'``; every key
+    must be a LoGAN parameter or ``random_state``."""
+    source = "JSON"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise FileNotFoundError(f"member settings file {path} not found")
+        text, source = path.read_text(), str(path)
+    try:
+        variations = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"member settings ({source}) are not valid JSON: {err}") from None
+    if not isinstance(variations, list) or not variations or not all(
+            isinstance(v, dict) for v in variations):
+        raise ValueError(f"member settings ({source}): expected a non-empty JSON list of "
+                         "objects, e.g. '[{\"random_state\": 2}, {}]'")
+    for v in variations:
+        unknown = set(v) - set(DEFAULTS) - {"random_state"}
+        if unknown:
+            raise ValueError(f"member settings ({source}): unknown LoGAN parameter(s) "
+                             f"{sorted(unknown)}")
+    return variations
+
+
 def _cell_json(cell):
     if cell is None:
         return None
