@@ -152,22 +152,25 @@ def c5h12o(args, report):
     t0 = time.perf_counter()
     features = structure_features(pool)
     feature_s = time.perf_counter() - t0
-    relaxed: dict[int, tuple] = {}
+    relaxed: dict[tuple, tuple] = {}
     relax_s = 0.0
+
+    def _key(atoms):   # a pool structure, as generated or with its hydrogens rebuilt
+        return atoms.info["source_index"], bool(atoms.info.get("hydrogens_rebuilt", False))
 
     def relax_new(picked):
         nonlocal relax_s
-        todo = [a for a in picked if a.info["source_index"] not in relaxed]
+        todo = [a for a in picked if _key(a) not in relaxed]
         if todo:
             t0 = time.perf_counter()
             results = _relax(todo, args.calculator, args.fmax, args.steps, args.workers)
             relax_s += time.perf_counter() - t0
             for a, (atoms, energy) in zip(todo, results):
                 name = classify_c5h12o(atoms) if atoms is not None else None
-                relaxed[a.info["source_index"]] = (name, energy)
+                relaxed[_key(a)] = (name, energy)
 
     def row(picked, k, extra=None):
-        names = [relaxed[a.info["source_index"]][0] for a in picked]
+        names = [relaxed[_key(a)][0] for a in picked]
         found = sorted({n for n in names if n})
         return {"k": k, "relaxations": len(picked), "distinct_isomers": len(found),
                 "isomers": found,
@@ -205,10 +208,11 @@ def c5h12o(args, report):
         t0 = time.perf_counter()
         picked, graph_info = molecule_representatives(
             pool, k, features=features, plausible_only=args.sane, random_state=args.seed,
-            skeletons=not args.no_skeleton, labels=labels, return_info=True)
+            skeletons=not args.no_skeleton, labels=labels, return_info=True,
+            rebuild=args.rebuild_hydrogens)
         graph_s += time.perf_counter() - t0
         relax_new(picked)
-        tiers = {t: [relaxed[a.info["source_index"]][0] for a in picked if a.info["tier"] == t]
+        tiers = {t: [relaxed[_key(a)][0] for a in picked if a.info["tier"] == t]
                  for t in ("molecule", "skeleton", "other")}
         per_k_graph.append(row(picked, k, {
             "unrelaxed_valid_picked": len(tiers["molecule"]),
@@ -277,6 +281,7 @@ def c5h12o(args, report):
         "per_k_graph_filter": per_k_graph,
         "graph_filter_sane_check": bool(args.sane),
         "graph_filter_skeleton_tier": not args.no_skeleton,
+        "graph_filter_rebuild_hydrogens": bool(args.rebuild_hydrogens),
         "graph_filter_pool": {**(graph_info or {}), "tiers": tier_counts(labels)},
         "per_k_random_unfiltered": control,
         "isomers_found_any": all_found,
@@ -333,6 +338,40 @@ def _coordination(atoms):
     c = coordination_summary(atoms, SILICA_IDEAL, SILICA_CUTOFFS)
     return {"si_4_fold": c["Si"][0], "n_si": c["Si"][1], "o_2_fold": c["O"][0],
             "n_o": c["O"][1], "defects": c["defects"], "all_ideal": c["all_ideal"]}
+
+
+class _DescriptorReport:
+    """What the relaxed candidates are, by descriptor: distinct crystals among them
+    (``unique_crystals``: space group and averaged SphericalBessel descriptors within 5 %) and,
+    for a structure, the nearest training polymorph by the relative distance between averaged
+    descriptors (size-independent, so every polymorph of the training file counts)."""
+
+    SPECIES = (8, 14)
+
+    def __init__(self, training):
+        from ase_mlgen.structures.crystals import averaged_descriptors, space_group
+
+        self.training = list(training)
+        self.features = averaged_descriptors(self.training, species=self.SPECIES)
+        self.groups = [space_group(a, symprec=0.1) for a in self.training]
+
+    def distinct(self, images) -> int:
+        from ase_mlgen.structures.crystals import unique_crystals
+
+        return len(unique_crystals(images))
+
+    def nearest_training(self, atoms) -> dict:
+        from ase_mlgen.structures.crystals import averaged_descriptors
+
+        x = averaged_descriptors([atoms], species=self.SPECIES)[0]
+        norms = 0.5 * (np.linalg.norm(self.features, axis=1) + np.linalg.norm(x)) + 1e-12
+        relative = np.linalg.norm(self.features - x, axis=1) / norms
+        i = int(np.argmin(relative))
+        return {"averaged_descriptor": np.round(x, 4).tolist(),
+                "nearest_training_polymorph": {
+                    "index": i, "formula": self.training[i].get_chemical_formula(),
+                    "spacegroup": self.groups[i],
+                    "relative_descriptor_distance": round(float(relative[i]), 4)}}
 
 
 def _random_crystal(template, dmin, rng, tries=20000):
@@ -552,15 +591,19 @@ def sio2(args, report):
                              "converged": bool(atoms.info.get("converged", False)),
                              "spacegroup": space_group(atoms, symprec=0.1),
                              "ideal_before_relaxation": before["all_ideal"],
-                             **_coordination(atoms)})
+                             **_coordination(atoms), "atoms": atoms})
             return rows
 
         def stats(rows):
             e = [r["energy_per_atom"] for r in rows if r]
             if not e:
                 return {"n": 0, "failed": len(rows)}
-            best = min((r for r in rows if r), key=lambda r: r["energy_per_atom"])
+            relaxed = [r.pop("atoms") for r in rows if r]
+            best_index = int(np.argmin(e))
+            best = {**[r for r in rows if r][best_index],
+                    **descriptors.nearest_training(relaxed[best_index])}
             return {"n": len(e), "failed": sum(r is None for r in rows),
+                    "distinct_crystals": descriptors.distinct(relaxed),
                     "unconverged": sum(not r["converged"] for r in rows if r),
                     "lowest_energy_per_atom": round(min(e), 4),
                     "median_energy_per_atom": round(float(np.median(e)), 4),
@@ -573,6 +616,7 @@ def sio2(args, report):
                         r["ideal_before_relaxation"] for r in rows if r),
                     "spacegroups": dict(Counter(r["spacegroup"] for r in rows if r))}
 
+        descriptors = _DescriptorReport(spec["training"])
         t0 = time.perf_counter()
         results = {name: stats(evaluate(p)) for name, p in picks.items()}
         random_stats = stats(evaluate(randoms))
@@ -680,6 +724,9 @@ def main(argv=None):
     p.add_argument("--no-skeleton", dest="no_skeleton", action="store_true",
                    help="graph filter without its skeleton tier (the filter of runs before "
                         "2026-12-03, fifth session)")
+    p.add_argument("--rebuild-hydrogens", dest="rebuild_hydrogens", action="store_true",
+                   help="graph filter: relax each skeleton pick with its hydrogens put back on "
+                        "the skeleton (molecule_representatives(rebuild=True))")
     p.add_argument("--control", type=int, default=0,
                    help="also relax this many unfiltered random picks of the pool")
     p.add_argument("--epochs", type=int, default=1500)

@@ -6,8 +6,8 @@
 Trains a small ensemble (generator snapshots every 250 epochs from epoch 1000 are kept and all
 sampled: a generator visits different isomers while it trains), generates candidates, picks k of
 them by their unrelaxed bond graphs (``molecule_representatives``: one per distinct valid
-molecule, then one per heavy-atom skeleton not covered yet, then PCA + k-means among the
-plausible rest, the paper's filter) — relaxes them
+molecule, then one per heavy-atom skeleton not covered yet with its hydrogens rebuilt, then
+PCA + k-means among the plausible rest, the paper's filter) — relaxes them
 with GFN2-xTB (extra ``xtb``; skipped with a message when tblite is missing) and prints the
 C5H12O isomers found. Two models × 2000 epochs take a few minutes per model on one CPU core and
 find fewer isomers than ``bench/logan.py``, the full experiment (6 models × 2800 epochs).
@@ -58,7 +58,9 @@ def main(argv=None) -> int:
     pool = ensemble.generate(args.per_model * len(ensemble), random_state=0, snapshots=True)
     print(f"generated {len(pool)} structures in {time.perf_counter() - t0:.2f} s")
 
-    picked, info = molecule_representatives(pool, args.k, return_info=True)
+    # rebuild=True: the hydrogens of each skeleton pick go back onto its heavy-atom skeleton
+    # before the relaxation, which then ends as the isomer the skeleton names
+    picked, info = molecule_representatives(pool, args.k, return_info=True, rebuild=True)
     print(f"{info['n_valid']} unrelaxed candidates are valid molecules "
           f"({info['distinct_molecules']} distinct); picked per tier: {info['picked_per_tier']}")
     write(Path(args.out) / "representatives.extxyz", picked)

@@ -366,6 +366,21 @@ def test_cli_train_and_generate(tmp_path, capsys):
         assert rc == 1 and "plausible molecule" in capsys.readouterr().err
     assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--molecules"]) == 2
     assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--select", "2",
+                 "--rebuild-hydrogens"]) == 2
+    rebuilt = molecule_representatives(load_model(run, device="cpu").generate(
+        40, random_state=0), 3, rebuild=True)
+    rc = main(["logan", "generate", str(run), "-n", "40", "-o", str(out), "--select", "3",
+               "--molecules", "--rebuild-hydrogens"])
+    assert rc == (0 if rebuilt else 1)
+    if rebuilt:
+        got = read(out, ":")
+        assert [a.info["tier"] for a in got] == [a.info["tier"] for a in rebuilt]
+        assert [len(a) for a in got] == [len(a) for a in rebuilt]
+        assert ([bool(a.info.get("hydrogens_rebuilt")) for a in got]
+                == [bool(a.info.get("hydrogens_rebuilt")) for a in rebuilt])
+        assert not any(a.info.get("hydrogens_rebuilt") for a in got
+                       if a.info["tier"] != "skeleton")
+    assert main(["logan", "generate", str(run), "-n", "5", "-o", str(out), "--select", "2",
                  "--molecules", "--min-distance", "1"]) == 2
 
 

@@ -8,8 +8,9 @@ from ase.build import molecule
 from ase_mlgen.select import molecule_representatives, structure_features
 from ase_mlgen.select.molecules import molecule_label, molecule_labels, tier_counts
 from ase_mlgen.structures.molecules import (bond_graph, heavy_atom_skeleton,
-                                            is_plausible_molecule, molecule_identity,
-                                            skeleton_identity)
+                                            is_plausible_molecule, is_valid_molecule,
+                                            molecule_identity, rebuild_hydrogens,
+                                            same_molecule, skeleton_identity)
 
 
 def _hydrogens_on(atoms, element):
@@ -120,6 +121,52 @@ def test_molecule_representatives_tiers():
     # a skeleton already covered by a valid molecule is not picked again
     same = [pool[0], misplaced_hydrogen(pool[0])]
     assert [a.info["tier"] for a in molecule_representatives(same, 2)] == ["molecule"]
+
+
+@pytest.mark.parametrize("name", ["CH3CH2OH", "CH3OCH3", "isobutane", "CH4", "H2O",
+                                  "trans-butane"])
+def test_rebuild_hydrogens_keeps_a_valid_molecule(name):
+    atoms = molecule(name)
+    rebuilt = rebuild_hydrogens(atoms)
+    assert rebuilt.info["hydrogens_rebuilt"]
+    assert rebuilt.get_chemical_formula() == atoms.get_chemical_formula()
+    assert same_molecule(rebuilt, atoms)
+    heavy = [i for i, z in enumerate(atoms.numbers) if z != 1]
+    np.testing.assert_allclose(rebuilt.positions[:len(heavy)], atoms.positions[heavy])
+    graph = bond_graph(rebuilt)
+    for h in (i for i, z in enumerate(rebuilt.numbers) if z == 1):
+        (j,) = graph.neighbors(h)            # one bond, at the sum of covalent radii
+        expected = 0.97 if rebuilt[j].symbol == "O" else 1.07
+        assert abs(rebuilt.get_distance(h, j) - expected) < 0.02
+    d = rebuilt.get_all_distances()[np.triu_indices(len(rebuilt), 1)]
+    assert d.min() > 0.95
+
+
+def test_rebuild_hydrogens_repairs_a_misplaced_hydrogen():
+    ether = molecule("CH3OCH3")
+    broken = misplaced_hydrogen(ether, pairs=((0, 1), (3, 4)))
+    assert not is_valid_molecule(broken) and skeleton_identity(broken) is not None
+    rebuilt = rebuild_hydrogens(broken)
+    assert is_valid_molecule(rebuilt) and same_molecule(rebuilt, ether)
+    # a skeleton pick comes back rebuilt with rebuild=True, as generated without
+    pool = _pool()
+    picked = molecule_representatives(pool, 2, rebuild=True)
+    skeleton = [a for a in picked if a.info["tier"] == "skeleton"]
+    assert len(skeleton) == 1 and skeleton[0].info["hydrogens_rebuilt"]
+    assert same_molecule(skeleton[0], ether)
+    plain = molecule_representatives(pool, 2)
+    assert not any(a.info.get("hydrogens_rebuilt") for a in plain)
+
+
+def test_rebuild_hydrogens_refuses_what_it_cannot_rebuild():
+    with pytest.raises(ValueError, match="free valences"):
+        rebuild_hydrogens(molecule("C6H6"))                   # a ring with double bonds
+    with pytest.raises(ValueError, match="skeleton"):
+        rebuild_hydrogens(_heavy_atom_moved(molecule("CH3CH2OH")))   # heavy atoms apart
+    periodic = molecule("CH4")
+    periodic.cell, periodic.pbc = [6, 6, 6], True
+    with pytest.raises(ValueError, match="periodic"):
+        rebuild_hydrogens(periodic)
 
 
 def test_molecule_representatives_bad_input():

@@ -104,6 +104,8 @@ def run_generate(args: argparse.Namespace) -> int:
     t_gen = time.perf_counter() - t0
     info = {"model": str(args.model), "composition": model.formula, "generated": len(images),
             "generate_seconds": round(t_gen, 3)}
+    if args.rebuild_hydrogens and not args.molecules:
+        raise ValueError("--rebuild-hydrogens works on the skeleton picks of --molecules")
     if args.molecules and not args.select:
         raise ValueError("--molecules chooses the --select K structures; give --select")
     if args.select:
@@ -118,7 +120,8 @@ def run_generate(args: argparse.Namespace) -> int:
                 raise ValueError("--molecules chooses by bond graph; it takes neither "
                                  "--coordination nor --min-distance")
             images, chosen = molecule_representatives(images, args.select,
-                                                      random_state=args.seed, return_info=True)
+                                                      random_state=args.seed, return_info=True,
+                                                      rebuild=args.rebuild_hydrogens)
             info["molecule_filter"] = chosen
         else:
             images = representatives(images, args.select, random_state=args.seed,
@@ -214,6 +217,9 @@ def register(subparsers) -> None:
                    help="with --select: choose molecules by their unrelaxed bond graphs (one "
                         "per valid molecule, then one per new heavy-atom skeleton, then PCA + "
                         "k-means among plausible others)")
+    g.add_argument("--rebuild-hydrogens", dest="rebuild_hydrogens", action="store_true",
+                   help="with --molecules: put the hydrogens of each skeleton pick back on its "
+                        "heavy-atom skeleton, so that a relaxation keeps the skeleton")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--snapshots", action="store_true",
                    help="sample all generator snapshots kept in training, not only the last")

@@ -19,7 +19,8 @@ from ase import Atoms
 
 from ase_mlgen.select.representatives import representatives, structure_features, too_close
 from ase_mlgen.structures.molecules import (VALENCE, bond_graph, is_plausible_molecule,
-                                            molecule_identity, skeleton_identity)
+                                            molecule_identity, rebuild_hydrogens,
+                                            skeleton_identity)
 
 TIERS = ("molecule", "skeleton", "other")
 #: bonds at this multiple of the covalent radii for the looser checks (connected, plausible)
@@ -64,7 +65,8 @@ def molecule_representatives(images: Sequence[Atoms], k: int, features: np.ndarr
                              valence: dict[str, int] | None = None,
                              plausible_only: bool = True, skeletons: bool = True,
                              labels: Sequence[MoleculeLabel] | None = None,
-                             random_state: int = 0, return_info: bool = False):
+                             random_state: int = 0, return_info: bool = False,
+                             rebuild: bool = False):
     """``k`` generated molecules worth relaxing, chosen by their unrelaxed bond graphs.
 
     Structures with atoms closer than half the sum of their covalent radii are dropped first
@@ -84,7 +86,12 @@ def molecule_representatives(images: Sequence[Atoms], k: int, features: np.ndarr
        among those that pass
        :func:`~ase_mlgen.structures.molecules.is_plausible_molecule`).
 
-    ``skeletons=False`` leaves out tier 2. ``labels``: precomputed :func:`molecule_labels` of
+    ``skeletons=False`` leaves out tier 2. ``rebuild=True`` returns each skeleton pick with its
+    hydrogens put back on the skeleton (:func:`~ase_mlgen.structures.molecules.rebuild_hydrogens`,
+    ``info["hydrogens_rebuilt"]``), so that a relaxation keeps the skeleton and ends as the
+    isomer it names (a misplaced hydrogen can otherwise break a bond on the way); a skeleton
+    whose hydrogens cannot be rebuilt (rings, multiple bonds) is returned as generated.
+    ``labels``: precomputed :func:`molecule_labels` of
     ``images`` (with the same ``scale`` and ``valence``), to reuse across calls.
 
     ``features``: precomputed :func:`~ase_mlgen.select.structure_features` of ``images`` (one row
@@ -147,7 +154,13 @@ def molecule_representatives(images: Sequence[Atoms], k: int, features: np.ndarr
             feats = rows(best)
             centre = rows(members).mean(axis=0)
             best = [best[int(np.argmin(((feats - centre) ** 2).sum(axis=1)))]]
-        take(images[best[0]].copy(), best[0], "skeleton")
+        pick = images[best[0]].copy()
+        if rebuild:
+            try:
+                pick = rebuild_hydrogens(pick, scale, valence)
+            except ValueError:
+                pass                # unsaturated skeleton: relax it as generated
+        take(pick, best[0], "skeleton")
 
     # tier 3: the paper's filter among the rest
     n_other_pool = 0
@@ -169,7 +182,8 @@ def molecule_representatives(images: Sequence[Atoms], k: int, features: np.ndarr
             "n_valid": len(valid), "distinct_molecules": len({labels[i].molecule for i in valid}),
             "n_skeleton_only": sum(len(v) for v in by_skeleton.values()),
             "new_skeletons": len(by_skeleton), "n_other_pool": n_other_pool,
-            "picked_per_tier": {t: sum(a.info["tier"] == t for a in picked) for t in TIERS}}
+            "picked_per_tier": {t: sum(a.info["tier"] == t for a in picked) for t in TIERS},
+            "hydrogens_rebuilt": sum(bool(a.info.get("hydrogens_rebuilt")) for a in picked)}
     return picked, info
 
 

@@ -148,6 +148,106 @@ def skeleton_identity(atoms_or_graph: Atoms | nx.Graph, scale: float = 1.2,
     return None if skeleton is None else "skeleton:" + graph_hash(skeleton)
 
 
+def _hydrogen_directions(bonds: np.ndarray, n_new: int, away_from: np.ndarray,
+                         centre: np.ndarray, length: float) -> np.ndarray:
+    """``n_new`` unit vectors completing a tetrahedral (sp3) set around an atom whose existing
+    bonds point along the rows of ``bonds``; of the free corners, those whose hydrogen at
+    ``length`` Å from ``centre`` stays farthest from the points ``away_from``."""
+    cos_t, sin_t = -1.0 / 3.0, np.sqrt(8.0) / 3.0           # the tetrahedral angle, 109.47°
+    candidates = []
+    if len(bonds) == 0:
+        candidates = [np.array(v) / np.sqrt(3.0)
+                      for v in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))]
+    elif len(bonds) == 1:
+        u = bonds[0]
+        helper = np.eye(3)[int(np.argmin(np.abs(u)))]
+        p = np.cross(u, helper)
+        p /= np.linalg.norm(p)
+        q = np.cross(u, p)
+        for offset in np.linspace(0.0, 2 * np.pi / 3, 8, endpoint=False):  # rotations of the set
+            candidates.append([cos_t * u + sin_t * (np.cos(offset + k * 2 * np.pi / 3) * p
+                                                    + np.sin(offset + k * 2 * np.pi / 3) * q)
+                               for k in range(3)])
+    elif len(bonds) == 2:
+        b = -(bonds[0] + bonds[1])
+        n = np.cross(bonds[0], bonds[1])
+        if np.linalg.norm(b) < 1e-6 or np.linalg.norm(n) < 1e-6:   # linear: any perpendicular
+            n = np.cross(bonds[0], np.eye(3)[int(np.argmin(np.abs(bonds[0])))])
+            b = np.cross(bonds[0], n)
+        b, n = b / np.linalg.norm(b), n / np.linalg.norm(n)
+        half = np.arccos(cos_t) / 2.0
+        candidates = [np.cos(half) * b + np.sin(half) * n, np.cos(half) * b - np.sin(half) * n]
+    else:
+        d = -bonds.sum(axis=0)
+        norm = np.linalg.norm(d)
+        candidates = [d / norm if norm > 1e-6 else np.cross(bonds[0], bonds[1])
+                      / max(np.linalg.norm(np.cross(bonds[0], bonds[1])), 1e-12)]
+    sets = candidates if len(bonds) == 1 else [candidates]
+    best, best_score = None, -np.inf
+    for corners in sets:
+        corners = np.asarray(corners, dtype=float)
+        if len(away_from):
+            sites = centre + length * corners
+            clearance = np.linalg.norm(sites[:, None, :] - away_from[None, :, :], axis=2).min(1)
+        else:
+            clearance = np.zeros(len(corners))
+        order = np.argsort(-clearance)[:n_new]
+        score = clearance[order].min() if len(order) else 0.0
+        if score > best_score:
+            best, best_score = corners[order], score
+    return np.asarray(best)
+
+
+def rebuild_hydrogens(atoms: Atoms, scale: float = 1.2,
+                      valence: dict[str, int] | None = None) -> Atoms:
+    """``atoms`` with every hydrogen removed and put back on the heavy-atom skeleton: each heavy
+    atom gets ``valence − heavy neighbours`` hydrogens at the sum of covalent radii (C–H 1.07 Å,
+    O–H 0.97 Å), in tetrahedral directions away from its bonds and from the other atoms.
+
+    For a generated molecule with a sound skeleton and misplaced hydrogens (see
+    :func:`skeleton_identity`): a relaxation from the rebuilt structure keeps the skeleton, so
+    it ends as the isomer the skeleton names, where one from the generated hydrogens can break
+    a bond instead. The skeleton must be saturated (the hydrogens fill every free valence; no
+    rings or multiple bonds), otherwise ``ValueError``. Heavy atoms keep their order and
+    positions; the hydrogens follow them. Non-periodic structures only.
+    """
+    from ase.data import atomic_numbers
+
+    if atoms.pbc.any():
+        raise ValueError("rebuild_hydrogens works on molecules (no periodic boundaries)")
+    valence = VALENCE if valence is None else valence
+    graph = bond_graph(atoms, scale)
+    skeleton = heavy_atom_skeleton(graph, valence)
+    if skeleton is None:
+        raise ValueError("the heavy atoms are not the skeleton of one molecule with these "
+                         "hydrogens")
+    heavy = sorted(skeleton.nodes)
+    free = {i: valence[skeleton.nodes[i]["symbol"]] - skeleton.degree[i] for i in heavy}
+    n_h = len(atoms) - len(heavy)
+    if sum(free.values()) != n_h:
+        raise ValueError(f"{n_h} hydrogens do not fill the skeleton's {sum(free.values())} free "
+                         "valences (rings or multiple bonds): nothing to rebuild")
+    positions = atoms.positions
+    h_length = covalent_radii[atomic_numbers["H"]]
+    placed: list[np.ndarray] = []
+    for i in heavy:
+        if free[i] == 0:
+            continue
+        bonds = np.array([positions[j] - positions[i] for j in skeleton.neighbors(i)]
+                         ).reshape(-1, 3)
+        bonds /= np.linalg.norm(bonds, axis=1, keepdims=True)
+        others = np.array([positions[j] for j in heavy if j != i] + placed).reshape(-1, 3)
+        length = h_length + covalent_radii[atoms.numbers[i]]
+        for d in _hydrogen_directions(bonds, free[i], others, positions[i], length):
+            placed.append(positions[i] + length * d)
+    rebuilt = Atoms(numbers=[atoms.numbers[i] for i in heavy] + [1] * len(placed),
+                    positions=np.vstack([positions[heavy], np.array(placed).reshape(-1, 3)]),
+                    cell=atoms.cell, pbc=atoms.pbc)
+    rebuilt.info.update(atoms.info)
+    rebuilt.info["hydrogens_rebuilt"] = True
+    return rebuilt
+
+
 def is_plausible_molecule(atoms_or_graph: Atoms | nx.Graph, scale: float = 1.3,
                           valence: dict[str, int] | None = None) -> bool:
     """A cheap sanity check of an unrelaxed structure: one connected piece at ``scale`` × the
