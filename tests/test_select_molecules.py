@@ -163,6 +163,8 @@ def test_rebuild_hydrogens_refuses_what_it_cannot_rebuild():
         rebuild_hydrogens(molecule("C6H6"))                   # a ring with double bonds
     with pytest.raises(ValueError, match="skeleton"):
         rebuild_hydrogens(_heavy_atom_moved(molecule("CH3CH2OH")))   # heavy atoms apart
+    with pytest.raises(ValueError, match="no valence"):
+        rebuild_hydrogens(molecule("CO2"), valence={"C": 4, "H": 1})   # O unknown, no H
     periodic = molecule("CH4")
     periodic.cell, periodic.pbc = [6, 6, 6], True
     with pytest.raises(ValueError, match="periodic"):

@@ -211,8 +211,6 @@ def rebuild_hydrogens(atoms: Atoms, scale: float = 1.2,
     rings or multiple bonds), otherwise ``ValueError``. Heavy atoms keep their order and
     positions; the hydrogens follow them. Non-periodic structures only.
     """
-    from ase.data import atomic_numbers
-
     if atoms.pbc.any():
         raise ValueError("rebuild_hydrogens works on molecules (no periodic boundaries)")
     valence = VALENCE if valence is None else valence
@@ -222,13 +220,16 @@ def rebuild_hydrogens(atoms: Atoms, scale: float = 1.2,
         raise ValueError("the heavy atoms are not the skeleton of one molecule with these "
                          "hydrogens")
     heavy = sorted(skeleton.nodes)
+    missing = {skeleton.nodes[i]["symbol"] for i in heavy} - set(valence)
+    if missing:
+        raise ValueError(f"no valence for {sorted(missing)}: pass valence={{...}}")
     free = {i: valence[skeleton.nodes[i]["symbol"]] - skeleton.degree[i] for i in heavy}
     n_h = len(atoms) - len(heavy)
     if sum(free.values()) != n_h:
         raise ValueError(f"{n_h} hydrogens do not fill the skeleton's {sum(free.values())} free "
                          "valences (rings or multiple bonds): nothing to rebuild")
     positions = atoms.positions
-    h_length = covalent_radii[atomic_numbers["H"]]
+    h_length = covalent_radii[1]                               # hydrogen
     placed: list[np.ndarray] = []
     for i in heavy:
         if free[i] == 0:
