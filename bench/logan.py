@@ -361,11 +361,10 @@ class _DescriptorReport:
         return len(unique_crystals(images))
 
     def nearest_training(self, atoms) -> dict:
-        from ase_mlgen.structures.crystals import averaged_descriptors
+        from ase_mlgen.structures.crystals import averaged_descriptors, relative_distance
 
         x = averaged_descriptors([atoms], species=self.SPECIES)[0]
-        norms = 0.5 * (np.linalg.norm(self.features, axis=1) + np.linalg.norm(x)) + 1e-12
-        relative = np.linalg.norm(self.features - x, axis=1) / norms
+        relative = relative_distance(self.features, x)
         i = int(np.argmin(relative))
         return {"averaged_descriptor": np.round(x, 4).tolist(),
                 "nearest_training_polymorph": {

@@ -51,6 +51,13 @@ def averaged_descriptors(images: Sequence[Atoms], species: Sequence[int] | None 
     return np.asarray(desc.averaged_many(list(images)))
 
 
+def relative_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance between descriptor vectors ``a`` and ``b`` over their mean norm (rows broadcast:
+    one vector against many gives one value per row)."""
+    norms = 0.5 * (np.linalg.norm(a, axis=-1) + np.linalg.norm(b, axis=-1)) + 1e-12
+    return np.linalg.norm(a - b, axis=-1) / norms
+
+
 def same_crystal(a: Atoms, b: Atoms, symprec: float = 0.1, tolerance: float = 0.05) -> bool:
     """True when ``a`` and ``b`` have the same reduced formula, the same space group and
     averaged descriptors within ``tolerance`` (distance / mean norm)."""
@@ -59,8 +66,7 @@ def same_crystal(a: Atoms, b: Atoms, symprec: float = 0.1, tolerance: float = 0.
     if space_group(a, symprec) != space_group(b, symprec):
         return False
     d = averaged_descriptors([a, b])
-    scale = 0.5 * (np.linalg.norm(d[0]) + np.linalg.norm(d[1])) + 1e-12
-    return bool(np.linalg.norm(d[0] - d[1]) / scale < tolerance)
+    return bool(relative_distance(d[0], d[1]) < tolerance)
 
 
 def unique_crystals(images: Sequence[Atoms], symprec: float = 0.1,
@@ -77,8 +83,7 @@ def unique_crystals(images: Sequence[Atoms], symprec: float = 0.1,
             j = g[0]
             if keys[i] != keys[j]:
                 continue
-            scale = 0.5 * (np.linalg.norm(feats[i]) + np.linalg.norm(feats[j])) + 1e-12
-            if np.linalg.norm(feats[i] - feats[j]) / scale < tolerance:
+            if relative_distance(feats[i], feats[j]) < tolerance:
                 g.append(i)
                 break
         else:

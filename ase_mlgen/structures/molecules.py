@@ -148,6 +148,12 @@ def skeleton_identity(atoms_or_graph: Atoms | nx.Graph, scale: float = 1.2,
     return None if skeleton is None else "skeleton:" + graph_hash(skeleton)
 
 
+def _perpendicular(u: np.ndarray) -> np.ndarray:
+    """A unit vector perpendicular to ``u`` (crossed with the axis ``u`` is least along)."""
+    p = np.cross(u, np.eye(3)[int(np.argmin(np.abs(u)))])
+    return p / np.linalg.norm(p)
+
+
 def _hydrogen_directions(bonds: np.ndarray, n_new: int, away_from: np.ndarray,
                          centre: np.ndarray, length: float) -> np.ndarray:
     """``n_new`` unit vectors completing a tetrahedral (sp3) set around an atom whose existing
@@ -160,9 +166,7 @@ def _hydrogen_directions(bonds: np.ndarray, n_new: int, away_from: np.ndarray,
                       for v in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))]
     elif len(bonds) == 1:
         u = bonds[0]
-        helper = np.eye(3)[int(np.argmin(np.abs(u)))]
-        p = np.cross(u, helper)
-        p /= np.linalg.norm(p)
+        p = _perpendicular(u)
         q = np.cross(u, p)
         for offset in np.linspace(0.0, 2 * np.pi / 3, 8, endpoint=False):  # rotations of the set
             candidates.append([cos_t * u + sin_t * (np.cos(offset + k * 2 * np.pi / 3) * p
@@ -172,7 +176,7 @@ def _hydrogen_directions(bonds: np.ndarray, n_new: int, away_from: np.ndarray,
         b = -(bonds[0] + bonds[1])
         n = np.cross(bonds[0], bonds[1])
         if np.linalg.norm(b) < 1e-6 or np.linalg.norm(n) < 1e-6:   # linear: any perpendicular
-            n = np.cross(bonds[0], np.eye(3)[int(np.argmin(np.abs(bonds[0])))])
+            n = _perpendicular(bonds[0])
             b = np.cross(bonds[0], n)
         b, n = b / np.linalg.norm(b), n / np.linalg.norm(n)
         half = np.arccos(cos_t) / 2.0
