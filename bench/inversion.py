@@ -355,6 +355,18 @@ def run_table1(args, result, path):
     save(result, path)
 
 
+def table2_run_dir(size: int, relax, seed: int, per_atom: bool, recipe: dict, epochs: int,
+                   batch: int) -> Path:
+    """Run directory of one Table 2 model: one per set, fingerprint kind and recipe (no resume
+    across settings); without a recipe the name stays that of the earliest runs."""
+    run_dir = RUNS / (f"table2_{size}_{relax}_s{seed}" + ("_peratom" if per_atom else ""))
+    if recipe:
+        tag = "_".join(f"{k}{v}" for k, v in sorted(
+            {**recipe, "epochs": epochs, "batch_size": batch}.items())).replace(".", "p")
+        run_dir = run_dir.with_name(f"{run_dir.name}_{tag}")
+    return run_dir
+
+
 def run_table2(args, result, path):
     from ase_mlgen.data.pt10 import emt_pt10_datasets, formation_energy, pt10_acsf
     from ase_mlgen.inversion.cvae import FingerprintGenerator
@@ -395,19 +407,13 @@ def run_table2(args, result, path):
             numbers = numbers.tolist()
         targets = [float(np.percentile(e, q)) for q in (10, 50, 90)]
         recipe = json.loads(args.recipe2) if args.recipe2 else {}
-        run_dir = RUNS / (f"table2_{size}_{args.relax2}_s{args.seed}"
-                          + ("_peratom" if per_atom else ""))
         if len(epochs_list) == len(sizes):  # one number of epochs per set
             epochs = epochs_list[k_size]
         else:  # about the same number of optimiser steps for every set size
             epochs = max(10, int(round(epochs_list[0] * min(sizes) / size)))
         batches = [int(v) for v in str(args.batch2).split(",")]
         batch = batches[k_size] if len(batches) == len(sizes) else batches[0]
-        if recipe:  # a run of its own per recipe (no resume across settings); the plain name
-            # stays that of the earlier runs without a recipe
-            tag = "_".join(f"{k}{v}" for k, v in sorted(
-                {**recipe, "epochs": epochs, "batch_size": batch}.items())).replace(".", "p")
-            run_dir = run_dir.with_name(f"{run_dir.name}_{tag}")
+        run_dir = table2_run_dir(size, args.relax2, args.seed, per_atom, recipe, epochs, batch)
         t_train = time.perf_counter()
         job = FingerprintGenerator.train(fp, e, run_dir, resume=run_dir.exists(),
                                          epochs=epochs, batch_size=batch, seed=args.seed,

@@ -231,6 +231,36 @@ def test_cvae_lr_schedule_and_screened_sampling(tmp_path):
         gen.generate(2, 0.5, screen=0)
 
 
+def test_atomic_surrogate_learns_a_sum_of_atom_terms_in_any_atom_order(tmp_path):
+    from ase_mlgen.inversion.cvae import FingerprintGenerator
+    from ase_mlgen.inversion.surrogate import AtomicSurrogate, SurrogateModel
+
+    rng = np.random.default_rng(0)
+    rows = rng.random((120, 6, 4))                     # 120 structures, 6 atoms, 4 features
+    y = np.tanh(rows @ np.array([1.0, -0.5, 0.3, 0.8])).mean(axis=1)  # a per-atom property
+    x = rows.reshape(len(rows), -1)
+    gen = FingerprintGenerator.fit(x[:100], y[:100], tmp_path / "run", epochs=150, latent=4,
+                                   hidden=[16] * 3, surrogate_hidden=[32, 32],
+                                   surrogate="atomic", atom_features=4, device="cpu")
+    assert isinstance(gen.surrogate, AtomicSurrogate)
+    shuffled = rows[:, rng.permutation(6)].reshape(len(rows), -1)
+    assert np.allclose(gen.predict(x), gen.predict(shuffled), atol=1e-5)
+    held_out = np.abs(gen.predict(x[100:]) - y[100:]).mean()
+    assert held_out < 0.3 * np.abs(y[100:] - y[:100].mean()).mean()
+    gen.save(tmp_path / "g.pt")
+    again = FingerprintGenerator.load(tmp_path / "g.pt")
+    assert isinstance(again.surrogate, AtomicSurrogate)
+    assert np.allclose(again.predict(x), gen.predict(x))
+    state = SurrogateModel(8, (4,)).state()  # the paper's surrogate still loads as before
+    assert type(SurrogateModel.from_state(state)) is SurrogateModel
+    with pytest.raises(ValueError, match="needs atom_features"):
+        FingerprintGenerator.train(x, y, tmp_path / "r2", surrogate="atomic")
+    with pytest.raises(ValueError, match="multiple of atom_features"):
+        FingerprintGenerator.train(x, y, tmp_path / "r3", surrogate="atomic", atom_features=5)
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        FingerprintGenerator.train(x, y, tmp_path / "r4", surrogate="gp")
+
+
 def test_cvae_posterior_latent_sampling(tmp_path):
     import torch
 
@@ -305,6 +335,21 @@ def test_cli_invert(tmp_path):
     assert code == 0
     rec = read(out)
     assert cluster_rmsd(atoms, rec) < 0.1
+
+
+def test_cli_train_fingerprint_with_atomic_surrogate(tmp_path):
+    from ase_mlgen.cli.main import main
+    from ase_mlgen.inversion.cvae import FingerprintGenerator
+    from ase_mlgen.inversion.surrogate import AtomicSurrogate
+
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x=rng.random((20, 12)), y=rng.random(20))
+    code = main(["train", "fingerprint", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run"),
+                 "--epochs", "2", "--surrogate", "atomic", "--atom-features", "3",
+                 "--device", "cpu"])
+    assert code == 0
+    gen = FingerprintGenerator.load(tmp_path / "run")
+    assert isinstance(gen.surrogate, AtomicSurrogate) and gen.surrogate.atom_features == 3
 
 
 def test_dft_pt10_loader(tmp_path):

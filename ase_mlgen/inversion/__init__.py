@@ -11,6 +11,7 @@ _LAZY = {
     "CVAE": "ase_mlgen.inversion.cvae",
     "FingerprintGenerator": "ase_mlgen.inversion.cvae",
     "SurrogateModel": "ase_mlgen.inversion.surrogate",
+    "AtomicSurrogate": "ase_mlgen.inversion.surrogate",
     "InversionGenerator": "ase_mlgen.inversion.generator",
     "make_search_generator": "ase_mlgen.inversion.generator",
     "canonical_order": "ase_mlgen.inversion.per_atom",

@@ -32,7 +32,8 @@ def run_train(args: argparse.Namespace) -> int:
             settings.update(descriptor=pt10_acsf().todict(), pooling=list(PT10_POOLING),
                             numbers=[78] * 10)
         settings.update(epochs=args.epochs, beta=args.beta, latent=args.latent, lr=args.lr,
-                        batch_size=args.batch_size, device=args.device, seed=args.seed)
+                        batch_size=args.batch_size, device=args.device, seed=args.seed,
+                        surrogate=args.surrogate, atom_features=args.atom_features)
     job = FingerprintGenerator.train(x, y, args.out, background=args.background,
                                      resume=args.resume, **settings)
     if args.background:
@@ -54,6 +55,12 @@ def register_train(subparsers) -> None:
     p.add_argument("--latent", type=int, default=25)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--surrogate", choices=("mlp", "atomic"), default="mlp",
+                   help="property model: 'mlp' on the whole vector (the paper's) or 'atomic' "
+                        "(per-atom fingerprints flattened to N*F numbers: mean of one MLP over "
+                        "the atoms; give --atom-features F)")
+    p.add_argument("--atom-features", type=int, default=None,
+                   help="features per atom of a per-atom fingerprint vector (--surrogate atomic)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--background", action="store_true")

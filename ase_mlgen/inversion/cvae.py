@@ -10,7 +10,9 @@ three hidden layers of 128, latent 25, β = 0.75 on the KL term, Adam with learn
 batch 64; the authors' code also decays the learning rate to 0.2× and uses weight decay 1e-3
 (``lr_final``, ``weight_decay``; off by default). A surrogate property model
 (:class:`~ase_mlgen.inversion.surrogate.SurrogateModel`, five layers of 256) is trained alongside
-to judge generated fingerprints.
+to judge generated fingerprints; for per-atom fingerprints ``surrogate="atomic"`` with
+``atom_features=F`` trains an :class:`~ase_mlgen.inversion.surrogate.AtomicSurrogate` instead
+(mean of one MLP over the atoms; more accurate from few structures).
 
 Training runs through :func:`ase_mlgen.jobs.submit` (task :func:`train_task`, loader
 :func:`load_generator`): per-epoch log, checkpoints, ``resume=True`` and ``background=True``.
@@ -25,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ase_mlgen.inversion.surrogate import Standardizer, SurrogateModel, mlp
+from ase_mlgen.inversion.surrogate import (AtomicSurrogate, Standardizer, SurrogateModel, mlp,
+                                           make_surrogate)
 
 DEFAULTS = {
     "hidden": [128, 128, 128],
@@ -34,6 +37,9 @@ DEFAULTS = {
     "lr": 1e-3,
     "batch_size": 64,
     "epochs": 500,
+    "surrogate": "mlp",   # "mlp": whole vector (the paper's); "atomic": per-atom fingerprints,
+                          # mean of one MLP over atoms (needs atom_features)
+    "atom_features": None,  # features per atom of a per-atom fingerprint vector (atomic)
     "surrogate_hidden": [256] * 5,
     "surrogate_lr": 1e-3,
     "surrogate_epochs": None,  # same as epochs
@@ -203,6 +209,10 @@ class FingerprintGenerator:
             if x.ndim != 2 or len(x) != len(y) or len(x) < 2:
                 raise ValueError(f"fingerprints must be (n, F) and properties (n,), got "
                                  f"{x.shape} and {y.shape}")
+            if settings.get("surrogate", "mlp") != "mlp":  # refuse bad settings before the job
+                make_surrogate(settings["surrogate"], x.shape[1],
+                               tuple(settings.get("surrogate_hidden", (1,))),
+                               settings.get("atom_features"))
             run_dir.mkdir(parents=True, exist_ok=True)
             np.savez(data, x=x, y=y)
         config = {**DEFAULTS, **settings, "data": str(data.resolve())}
@@ -290,9 +300,14 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     cvae = CVAE(x.shape[1], 1, config["hidden"], int(config["latent"])).to(dev)
     wd = float(config.get("weight_decay") or 0.0)
     opt = torch.optim.Adam(cvae.parameters(), lr=float(config["lr"]), weight_decay=wd)
-    sur = SurrogateModel(x.shape[1], tuple(config["surrogate_hidden"])).to(dev)
-    sur.x_scaler, sur.y_mean, sur.y_std = x_scaler, y_mean, y_std
-    # the surrogate sees the same scaled inputs as the cVAE
+    sur = make_surrogate(config.get("surrogate") or "mlp", x.shape[1],
+                         tuple(config["surrogate_hidden"]), config.get("atom_features")).to(dev)
+    if isinstance(sur, AtomicSurrogate):  # its own per-atom-feature scaling
+        sur.x_scaler = sur.fit_scaler(x_raw)
+        xs = torch.as_tensor(sur.x_scaler.transform(x_raw), dtype=torch.float32, device=dev)
+    else:  # the paper's surrogate sees the same scaled inputs as the cVAE
+        sur.x_scaler, xs = x_scaler, x
+    sur.y_mean, sur.y_std = y_mean, y_std
     sopt = torch.optim.Adam(sur.parameters(), lr=float(config["surrogate_lr"]), weight_decay=wd)
     epochs = int(config["epochs"])
     sur_epochs = int(config.get("surrogate_epochs") or epochs)
@@ -356,7 +371,7 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
                 kl_t += float(kl.detach()) * len(idx)
             if epoch <= sur_epochs:
                 sidx = sur_order[b0:b0 + bs]
-                sl = ((sur(x[sidx]) - y[sidx, 0]) ** 2).mean()
+                sl = ((sur(xs[sidx]) - y[sidx, 0]) ** 2).mean()
                 sopt.zero_grad()
                 sl.backward()
                 sopt.step()

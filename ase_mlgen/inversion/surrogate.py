@@ -1,5 +1,15 @@
-"""Surrogate property model on fingerprints: an MLP of five hidden layers of 256 (the paper's
-setting), used to judge generated fingerprints without reconstructing them (Table 1)."""
+"""Surrogate property models on fingerprints, used to judge generated fingerprints without
+reconstructing them (Table 1) and to screen reconstructions (Table 2).
+
+- :class:`SurrogateModel`: an MLP of five hidden layers of 256 on the whole fingerprint vector
+  (the paper's setting);
+- :class:`AtomicSurrogate`: for per-atom fingerprints flattened to ``(N · F,)``, the property is
+  the mean over atoms of one MLP applied to each atom's ``F`` features (a Behler–Parrinello-style
+  sum of atomic contributions for a per-atom property such as a formation energy in eV/atom). It
+  is invariant to the order of the atoms and sees ``N`` environments per structure, so it learns
+  from few structures: on 300 EMT Pt10 frames its error on held-out frames near the 90th energy
+  percentile is a third of the whole-vector MLP's (``doc/inversion.md``).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -72,6 +82,14 @@ class SurrogateModel(nn.Module):
         out = self(torch.as_tensor(x, dtype=p.dtype, device=p.device)).cpu().numpy()
         return out * self.y_std + self.y_mean
 
+    def fit_scaler(self, x: np.ndarray) -> Standardizer:
+        """The input scaling this model uses for raw fingerprints ``x`` (per column)."""
+        return Standardizer.fit(x)
+
+    @classmethod
+    def _from_sizes(cls, state: dict) -> "SurrogateModel":
+        return cls(state["n_features"], tuple(state["hidden"]))
+
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 500, lr: float = 1e-3,
             batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0,
             device: str | torch.device = "cpu", log=None) -> list[float]:
@@ -80,7 +98,7 @@ class SurrogateModel(nn.Module):
 
         dev = resolve_device(device)
         torch.manual_seed(seed)
-        self.x_scaler = Standardizer.fit(x)
+        self.x_scaler = self.fit_scaler(x)
         y = np.asarray(y, dtype=np.float64)
         self.y_mean, self.y_std = float(y.mean()), float(y.std() or 1.0)
         xt = torch.as_tensor(self.x_scaler.transform(x), dtype=torch.float32, device=dev)
@@ -113,10 +131,67 @@ class SurrogateModel(nn.Module):
 
     @classmethod
     def from_state(cls, state: dict) -> "SurrogateModel":
-        model = cls(state["n_features"], tuple(state["hidden"]))
+        if state.get("kind") == "atomic" and cls is SurrogateModel:
+            return AtomicSurrogate.from_state(state)
+        model = cls._from_sizes(state)
         model.load_state_dict(state["state_dict"])
         if state["x_scaler"] is not None:
             model.x_scaler = Standardizer(**state["x_scaler"])
         model.y_mean, model.y_std = state["y_mean"], state["y_std"]
         model.eval()
         return model
+
+
+class AtomicSurrogate(SurrogateModel):
+    """Per-atom fingerprints ``(N · F,)`` → property: the mean over the ``N`` atoms of one MLP
+    on each atom's ``atom_features`` (``F``) numbers.
+
+    The input scaling is per feature of an atom, the same for every atom (a column scaling tiled
+    ``N`` times), so the model does not depend on the order of the atoms.
+    """
+
+    def __init__(self, n_features: int, atom_features: int,
+                 hidden: tuple[int, ...] = (256,) * 5):
+        nn.Module.__init__(self)
+        if atom_features < 1 or n_features % atom_features:
+            raise ValueError(f"a per-atom surrogate needs n_features ({n_features}) to be a "
+                             f"multiple of atom_features ({atom_features})")
+        self.n_features = n_features
+        self.atom_features = int(atom_features)
+        self.hidden = list(hidden)
+        self.net = mlp(self.atom_features, self.hidden, 1)
+        self.x_scaler: Standardizer | None = None
+        self.y_mean, self.y_std = 0.0, 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(x.shape[0], -1, self.atom_features)
+        return self.net(rows).squeeze(-1).mean(dim=1)
+
+    def fit_scaler(self, x: np.ndarray) -> Standardizer:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"fingerprints must be (n, {self.n_features}); got {x.shape}")
+        rows = Standardizer.fit(x.reshape(-1, self.atom_features))
+        n_atoms = self.n_features // self.atom_features
+        return Standardizer(np.tile(rows.mean, n_atoms), np.tile(rows.std, n_atoms))
+
+    @classmethod
+    def _from_sizes(cls, state: dict) -> "AtomicSurrogate":
+        return cls(state["n_features"], state["atom_features"], tuple(state["hidden"]))
+
+    def state(self) -> dict:
+        return {**super().state(), "kind": "atomic", "atom_features": self.atom_features}
+
+
+def make_surrogate(kind: str, n_features: int, hidden: tuple[int, ...],
+                   atom_features: int | None = None) -> SurrogateModel:
+    """``kind="mlp"`` (the paper's, whole vector) or ``"atomic"`` (per-atom fingerprints, needs
+    ``atom_features``, the number of features of one atom)."""
+    if kind == "mlp":
+        return SurrogateModel(n_features, hidden)
+    if kind == "atomic":
+        if not atom_features:
+            raise ValueError("surrogate='atomic' needs atom_features (features per atom), e.g. "
+                             "190 for the Pt10 per-atom ACSF")
+        return AtomicSurrogate(n_features, int(atom_features), hidden)
+    raise ValueError(f"unknown surrogate {kind!r}; use 'mlp' or 'atomic'")
