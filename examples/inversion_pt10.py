@@ -66,6 +66,8 @@ def main():
     for a in images:
         line = (f"target {target:.3f}  surrogate {a.info['predicted_energy']:.3f}  "
                 f"loss {a.info['reconstruction_loss']:.4f}")
+        if "reconstruction_property" in a.info:  # the surrogate on the rebuilt structure
+            line += f"  surrogate of the structure {a.info['reconstruction_property']:.3f}"
         if not args.dft:
             a.info["emt_formation_energy"] = formation_energy(a)
             line += f"  EMT {a.info['emt_formation_energy']:.3f} eV/atom"
