@@ -398,6 +398,7 @@ def run_table2(args, result, path):
     per_atom = args.fingerprint2 == "per-atom"
     out["fingerprint"] = args.fingerprint2
     out["sampling"] = sampling
+    out["sample_seed_offset"] = args.sample_seed2
     epochs_list = [int(v) for v in str(args.epochs2).split(",")]
     for k_size, size in enumerate(sizes):
         images, fp, e = sets[size]
@@ -424,7 +425,8 @@ def run_table2(args, result, path):
                            lr=args.lr, pooling=None if per_atom else ("max", "min"),
                            feature_weights=(None if args.weights2 == "none" else args.weights2)
                            if per_atom else None,
-                           random_state=args.seed, time_limit=args.time_limit2)
+                           random_state=args.seed + args.sample_seed2,
+                           time_limit=args.time_limit2)
 
         def as_target(vector):  # what the inverter takes: (10, F) rows or the pooled vector
             return vector.reshape(len(numbers), -1) if per_atom else vector
@@ -438,7 +440,8 @@ def run_table2(args, result, path):
         percentiles = [int(v) for v in args.percentiles2.split(",")]
         for q, t in zip(percentiles, [float(np.percentile(e, q)) for q in percentiles]):
             k = args.rescreen2
-            fps = gen.generate(args.n_samples2 * k, t, seed=args.seed + q, **sampling)
+            sample_seed = args.seed + q + 1000 * args.sample_seed2
+            fps = gen.generate(args.n_samples2 * k, t, seed=sample_seed, **sampling)
             recs = [inv.reconstruct(as_target(f), numbers) for f in fps]
             rescreen = None
             if k > 1:  # keep the n whose reconstruction the surrogate puts nearest the target
@@ -609,6 +612,9 @@ def main(argv=None):
     p.add_argument("--screen2", type=int, default=1,
                    help="Table 2: decode K x n fingerprints and keep the n whose surrogate "
                         "property is nearest the target (a filter; 1: off; judged by EMT)")
+    p.add_argument("--sample-seed2", type=int, default=0,
+                   help="Table 2: offset of the sampling and inversion seeds (same pool, sets and "
+                        "models as --seed; 0 gives the earlier runs' streams)")
     p.add_argument("--rescreen2", type=int, default=1,
                    help="Table 2: reconstruct K x n and keep the n whose surrogate property of "
                         "the reconstruction is nearest the target (a filter after inversion; "
