@@ -177,7 +177,8 @@ def run_recon(args, result, path):
                                 feature_weights=args.weights, pooling=None)
                 if cat == "Pt clusters":  # metal clusters: compact starts, surface-site hops
                     settings.update(init=args.cluster_init, relocate_to=args.cluster_relocate,
-                                    relocate=3, stage_polish=args.stage_polish)
+                                    relocate=3, stage_polish=args.stage_polish,
+                                    crossover=args.crossover)
             else:
                 settings = dict(n_init=args.n_init_pooled, n_hops=args.n_hops_pooled,
                                 steps=args.steps_pooled, pooling=("max", "min"))
@@ -557,6 +558,9 @@ def main(argv=None):
                    help="recon: only these categories (comma list; default all)")
     p.add_argument("--names", default="", help="recon: only these cases (comma list)")
     p.add_argument("--modes", default="", help="recon: only these modes (per-atom,pooled,...)")
+    p.add_argument("--crossover", type=float, default=0.0,
+                   help="per-atom Pt clusters: share of initialisations replaced by cut-and-splice "
+                        "children at every hop (ACSFInverter(crossover=...))")
     p.add_argument("--search-dtype", default="float64", choices=["float64", "float32"],
                    help="recon: dtype of the Adam stages (polish and losses stay float64)")
     p.add_argument("--redo", action="store_true",

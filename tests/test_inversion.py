@@ -112,6 +112,38 @@ def test_polish_reaches_the_exact_minimum():
     assert cluster_rmsd(atoms, b) < 0.01
 
 
+def test_crossover_children_keep_composition_and_replace_the_worst():
+    from ase.cluster import Icosahedron
+
+    desc = small_acsf(["C", "H", "O"])
+    inv = ACSFInverter(desc, n_init=6, crossover=0.5, random_state=0)
+    rng = np.random.default_rng(0)
+    base = Icosahedron("Cu", 2).positions * 1.0        # 13 atoms, 2.5 Å apart
+    numbers = np.array([6] * 5 + [8] * 2 + [1] * 6)
+    best = np.stack([base[rng.permutation(13)] + rng.normal(scale=0.05, size=(13, 3))
+                     for _ in range(6)])
+    loss = np.array([0.1, 0.5, 0.2, 0.9, 0.3, 0.8])
+    hopped = best + 0.01
+    start = inv._crossover(best, loss, hopped, numbers)
+    assert np.allclose(start[[0, 2, 4]], hopped[[0, 2, 4]])  # the better half hops as before
+    d_parent = np.linalg.norm(base[:, None] - base[None], axis=-1)
+    nn = np.sort(d_parent, axis=1)[:, 1].min()
+    for slot in (3, 5, 1):                                     # the three highest losses
+        assert not np.allclose(start[slot], hopped[slot])
+        d = np.linalg.norm(start[slot][:, None] - start[slot][None], axis=-1)
+        assert d[np.triu_indices(13, 1)].min() >= 0.75 * nn    # no atoms on top of each other
+        # a child is two rigid pieces of compact parents: each atom has a neighbour at bonding
+        # distance (no atom thrown far away)
+        assert (np.sort(d, axis=1)[:, 1] < 1.3 * nn).all()
+    mol = molecule("CH3OH")
+    rec = ACSFInverter(desc, n_init=6, n_hops=2, steps=150, crossover=0.5,
+                       random_state=1).reconstruct_from(mol)
+    assert np.isfinite(rec.info["reconstruction_loss"])
+    with pytest.raises(ValueError, match="crossover"):
+        ACSFInverter(desc, crossover=1.0)
+
+
+
 @pytest.mark.parametrize("pooling", [None, ("max", "min")])
 def test_float32_search_keeps_float64_accuracy(pooling):
     import torch
