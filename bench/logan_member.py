@@ -4,9 +4,9 @@
 
 ``train`` (and ``bench/logan.py``) trains the members of one run directory in turn, one process
 per target. To spread an ensemble's members over cores across targets, start one of these per
-core with a list of ``RUN:I`` items: member ``I`` of run directory ``RUN`` is trained exactly as
-``train_task`` would (``LoGAN(random_state, **params).fit(..., run_dir=RUN/member_0I,
-resume=True)``, saved as ``RUN/member_0I.pt``), with the seed and parameters of member ``I`` in
+core with a list of ``RUN:I`` items: member ``I`` of run directory ``RUN`` is trained by the
+same ``train_member`` as ``train_task`` uses (checkpoints in ``RUN/member_0I/``, saved as
+``RUN/member_0I.pt``), with the seed and parameters of member ``I`` in
 ``config.json`` of ``--settings-from`` (default: ``RUN`` itself). A member already trained for
 its epochs is skipped; an interrupted one continues from its checkpoint. Afterwards
 ``bench/logan.py --sio2-evaluate-only`` evaluates the run directories.
@@ -30,9 +30,7 @@ def main(argv=None) -> int:
     import torch
     from ase.io import read
 
-    from ase_mlgen.generators.logan import LoGAN
-    from ase_mlgen.generators.logan.training import trained_epochs
-    from ase_mlgen.jobs.run_directory import RunDirectory
+    from ase_mlgen.generators.logan.training import train_member, trained_epochs
 
     torch.set_num_threads(args.threads)
     for item in args.items:
@@ -45,19 +43,12 @@ def main(argv=None) -> int:
         members = json.loads((source / "config.json").read_text())["members"]
         if i >= len(members):
             raise SystemExit(f"{source / 'config.json'} has {len(members)} members, not {i + 1}")
-        member = members[i]
-        path = run / f"member_{i:02d}.pt"
-        if path.is_file() and trained_epochs(LoGAN.load(path)) >= member["params"]["epochs"]:
-            print(f"{item}: already trained", flush=True)
-            continue
         t0 = time.perf_counter()
-        model = LoGAN(random_state=member["random_state"], **member["params"])
-        model.fit(read(config["data"], ":"), composition=config["composition"],
-                  cell=config["cell"], run_dir=RunDirectory(run / f"member_{i:02d}"),
-                  resume=True)
-        model.save(path)
+        model, trained = train_member(run, i, members[i], read(config["data"], ":"),
+                                      config["composition"], config["cell"], resume=True)
         print(f"{item}: trained to epoch {trained_epochs(model)} in "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+              f"{time.perf_counter() - t0:.0f} s" if trained else f"{item}: already trained",
+              flush=True)
     return 0
 
 

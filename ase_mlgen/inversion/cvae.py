@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ase_mlgen.inversion.surrogate import (AtomicSurrogate, Standardizer, SurrogateModel, mlp,
-                                           make_surrogate)
+from ase_mlgen.inversion.surrogate import (AtomicSurrogate, Standardizer, SurrogateModel,
+                                           check_surrogate, make_surrogate, mlp)
 
 DEFAULTS = {
     "hidden": [128, 128, 128],
@@ -209,10 +209,9 @@ class FingerprintGenerator:
             if x.ndim != 2 or len(x) != len(y) or len(x) < 2:
                 raise ValueError(f"fingerprints must be (n, F) and properties (n,), got "
                                  f"{x.shape} and {y.shape}")
-            if settings.get("surrogate", "mlp") != "mlp":  # refuse bad settings before the job
-                make_surrogate(settings["surrogate"], x.shape[1],
-                               tuple(settings.get("surrogate_hidden", (1,))),
-                               settings.get("atom_features"))
+            # refuse bad surrogate settings before the job starts
+            check_surrogate(settings.get("surrogate", "mlp"), x.shape[1],
+                            settings.get("atom_features"))
             run_dir.mkdir(parents=True, exist_ok=True)
             np.savez(data, x=x, y=y)
         config = {**DEFAULTS, **settings, "data": str(data.resolve())}

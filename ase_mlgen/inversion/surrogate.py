@@ -61,11 +61,13 @@ class Standardizer:
 class SurrogateModel(nn.Module):
     """Fingerprint → property (e.g. formation energy in eV/atom)."""
 
-    def __init__(self, n_features: int, hidden: tuple[int, ...] = (256,) * 5):
+    def __init__(self, n_features: int, hidden: tuple[int, ...] = (256,) * 5,
+                 net_inputs: int | None = None):
         super().__init__()
         self.n_features = n_features
         self.hidden = list(hidden)
-        self.net = mlp(n_features, self.hidden, 1)
+        # the network reads net_inputs numbers (default: the whole fingerprint)
+        self.net = mlp(net_inputs or n_features, self.hidden, 1)
         self.x_scaler: Standardizer | None = None
         self.y_mean, self.y_std = 0.0, 1.0
 
@@ -152,16 +154,9 @@ class AtomicSurrogate(SurrogateModel):
 
     def __init__(self, n_features: int, atom_features: int,
                  hidden: tuple[int, ...] = (256,) * 5):
-        nn.Module.__init__(self)
-        if atom_features < 1 or n_features % atom_features:
-            raise ValueError(f"a per-atom surrogate needs n_features ({n_features}) to be a "
-                             f"multiple of atom_features ({atom_features})")
-        self.n_features = n_features
+        check_surrogate("atomic", n_features, atom_features)
+        super().__init__(n_features, hidden, net_inputs=int(atom_features))
         self.atom_features = int(atom_features)
-        self.hidden = list(hidden)
-        self.net = mlp(self.atom_features, self.hidden, 1)
-        self.x_scaler: Standardizer | None = None
-        self.y_mean, self.y_std = 0.0, 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(x.shape[0], -1, self.atom_features)
@@ -183,15 +178,26 @@ class AtomicSurrogate(SurrogateModel):
         return {**super().state(), "kind": "atomic", "atom_features": self.atom_features}
 
 
+def check_surrogate(kind: str, n_features: int, atom_features: int | None = None) -> None:
+    """``ValueError`` unless ``kind`` is ``"mlp"``, or ``"atomic"`` with ``atom_features`` (the
+    features of one atom) dividing ``n_features``."""
+    if kind == "mlp":
+        return
+    if kind != "atomic":
+        raise ValueError(f"unknown surrogate {kind!r}; use 'mlp' or 'atomic'")
+    if not atom_features:
+        raise ValueError("surrogate='atomic' needs atom_features (features per atom), e.g. "
+                         "190 for the Pt10 per-atom ACSF")
+    if atom_features < 1 or n_features % atom_features:
+        raise ValueError(f"a per-atom surrogate needs n_features ({n_features}) to be a "
+                         f"multiple of atom_features ({atom_features})")
+
+
 def make_surrogate(kind: str, n_features: int, hidden: tuple[int, ...],
                    atom_features: int | None = None) -> SurrogateModel:
     """``kind="mlp"`` (the paper's, whole vector) or ``"atomic"`` (per-atom fingerprints, needs
     ``atom_features``, the number of features of one atom)."""
+    check_surrogate(kind, n_features, atom_features)
     if kind == "mlp":
         return SurrogateModel(n_features, hidden)
-    if kind == "atomic":
-        if not atom_features:
-            raise ValueError("surrogate='atomic' needs atom_features (features per atom), e.g. "
-                             "190 for the Pt10 per-atom ACSF")
-        return AtomicSurrogate(n_features, int(atom_features), hidden)
-    raise ValueError(f"unknown surrogate {kind!r}; use 'mlp' or 'atomic'")
+    return AtomicSurrogate(n_features, int(atom_features), hidden)

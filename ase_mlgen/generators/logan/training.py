@@ -222,12 +222,32 @@ def trained_epochs(model: LoGAN) -> int:
     return int(model.history[-1]["epoch"]) if model.history else 0
 
 
+def train_member(run_path: Path, i: int, member: dict, images, composition, cell,
+                 resume: bool) -> tuple["LoGAN", bool]:
+    """Member ``i`` of the ensemble in ``run_path``: loaded from ``member_0I.pt`` when it is
+    trained for its epochs (and ``resume``), else (further) trained from its checkpoints in
+    ``member_0I/`` with its ``random_state`` and ``params`` and saved. Returns the model and
+    whether it was trained now."""
+    from ase_mlgen.jobs.run_directory import RunDirectory
+
+    path = Path(run_path) / f"member_{i:02d}.pt"
+    epochs = int(member["params"].get("epochs", DEFAULTS["epochs"]))
+    model = LoGAN.load(path) if resume and path.is_file() else None
+    if model is not None and trained_epochs(model) >= epochs:
+        return model, False
+    # new member, or a finished one asked for more epochs: (continue to) train from the
+    # member's last checkpoint
+    model = LoGAN(random_state=member["random_state"], **member["params"])
+    model.fit(images, composition=composition, cell=cell,
+              run_dir=RunDirectory(Path(run_path) / f"member_{i:02d}"), resume=resume)
+    model.save(path)
+    return model, True
+
+
 def train_task(run_dir, config: dict, resume: bool) -> dict:
     """Job task: train every member of ``config["members"]`` in turn (see :func:`train`)."""
     import torch
     from ase.io import read
-
-    from ase_mlgen.jobs.run_directory import RunDirectory
 
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
@@ -240,19 +260,9 @@ def train_task(run_dir, config: dict, resume: bool) -> dict:
     names, summary = [], []
     t0 = time.perf_counter()
     for i, member in enumerate(members):
-        name = f"member_{i:02d}.pt"
-        names.append(name)
-        path = run_dir.path / name
-        epochs = int(member["params"].get("epochs", DEFAULTS["epochs"]))
-        model = LoGAN.load(path) if resume and path.is_file() else None
-        if model is None or trained_epochs(model) < epochs:
-            # new member, or a finished one asked for more epochs: (continue to) train from
-            # the member's last checkpoint
-            model = LoGAN(random_state=member["random_state"], **member["params"])
-            model.fit(images, composition=composition, cell=cell,
-                      run_dir=RunDirectory(run_dir.path / f"member_{i:02d}"), resume=resume)
-            model.save(path)
-        done_epochs += epochs
+        names.append(f"member_{i:02d}.pt")
+        model, _ = train_member(run_dir.path, i, member, images, composition, cell, resume)
+        done_epochs += int(member["params"].get("epochs", DEFAULTS["epochs"]))
         last = model.history[-1] if model.history else {}
         record = {"epoch": done_epochs, "max_epochs": total, "member": i,
                   "wasserstein": last.get("wasserstein"),
