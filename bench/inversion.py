@@ -133,7 +133,7 @@ def run_recon(args, result, path):
     from ase_mlgen.inversion.compare import structure_rmsd
     from ase_mlgen.inversion.inverter import ACSFInverter
 
-    search_dtype = {"float64": None, "float32": torch.float32}[args.search_dtype]
+    dtypes = {"float64": None, "float32": torch.float32}
     cats = recon_cases(args.n_pt10)
     only = [c.strip() for c in args.categories.split(",")] if args.categories else list(cats)
     queue = []
@@ -181,7 +181,15 @@ def run_recon(args, result, path):
                                     crossover=args.crossover)
             else:
                 settings = dict(n_init=args.n_init_pooled, n_hops=args.n_hops_pooled,
-                                steps=args.steps_pooled, pooling=("max", "min"))
+                                steps=args.steps_pooled, patience=args.patience_pooled,
+                                polish=args.polish_pooled,
+                                init=(args.init_pooled_molecules if cat == "molecules"
+                                      else args.init_pooled),
+                                feature_weights=(args.weights_rich if mode == "pooled-rich"
+                                                 else args.weights_pooled),
+                                pooling=("max", "min"))
+            search_dtype = dtypes[args.search_dtype if mode == "per-atom"
+                                  else args.search_dtype_pooled]
             d = (ACSF(species, r_cut=args.r_cut, g2_params=RICH_G2, g5_params=RICH_G5)
                  if mode == "pooled-rich" else desc)
             inv = ACSFInverter(d, lr=args.lr, random_state=args.seed,
@@ -193,7 +201,7 @@ def run_recon(args, result, path):
             rows.append({"category": cat, "name": name, "n_atoms": len(atoms), "mode": mode,
                          "rmsd": rmsd, "success": bool(rmsd < 0.1), "seconds": sec,
                          "time_limit_s": time_limit, "n_features": d.n_features,
-                         "search_dtype": args.search_dtype,
+                         "search_dtype": str(search_dtype or "float64"),
                          "settings": {k: v for k, v in settings.items() if k != "pooling"},
                          "loss": rec.info["reconstruction_loss"],
                          "relative_loss": rec.info["relative_loss"],
@@ -218,7 +226,12 @@ def run_recon(args, result, path):
                      "n_hops": args.n_hops, "steps": args.steps, "patience": args.patience,
                      "feature_weights": args.weights, "init": "grow (cells: uniform)"},
         "pooled": {"n_init": args.n_init_pooled, "n_hops": args.n_hops_pooled,
-                   "steps": args.steps_pooled, "feature_weights": None, "init": "box"},
+                   "steps": args.steps_pooled, "patience": args.patience_pooled,
+                   "polish": args.polish_pooled, "feature_weights": args.weights_pooled,
+                   "init": f"metal clusters {args.init_pooled}, molecules "
+                           f"{args.init_pooled_molecules}, cells uniform",
+                   "search_dtype": args.search_dtype_pooled,
+                   "pooled_rich_feature_weights": args.weights_rich},
         "pooled_rich_acsf": {"r_cut": args.r_cut, "g2_params": RICH_G2,
                              "g5_params": RICH_G5},
         "pt_clusters_per_atom": {"init": args.cluster_init,
@@ -548,10 +561,20 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--patience", type=int, default=100)
     p.add_argument("--weights", default="auto", help="per-atom feature weights (auto|none)")
-    p.add_argument("--n-init-pooled", type=int, default=10)
+    p.add_argument("--n-init-pooled", type=int, default=20)
     p.add_argument("--n-hops-pooled", type=int, default=5)
-    p.add_argument("--steps-pooled", type=int, default=150)
-    p.add_argument("--time-limit", type=float, default=30.0,
+    p.add_argument("--steps-pooled", type=int, default=600)
+    p.add_argument("--patience-pooled", type=int, default=200)
+    p.add_argument("--polish-pooled", type=int, default=1000)
+    p.add_argument("--weights-pooled", default="auto", help="pooled feature weights (auto|none)")
+    p.add_argument("--init-pooled", default="grow", help="pooled, metal clusters: init")
+    p.add_argument("--init-pooled-molecules", default="box", help="pooled, molecules: init")
+    p.add_argument("--weights-rich", default="none",
+                   help="pooled-rich feature weights (auto|none): 'auto' gives the near-zero "
+                        "short-range features of the rich set huge weights (measured: Pt13 0/3)")
+    p.add_argument("--search-dtype-pooled", default="float32", choices=["float64", "float32"],
+                   help="pooled: dtype of the Adam stages (polish and losses stay float64)")
+    p.add_argument("--time-limit", type=float, default=9.0,
                    help="seconds per reconstruction (inverter time_limit)")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--categories", default="",
@@ -638,6 +661,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.weights == "none":
         args.weights = None
+    if args.weights_pooled == "none":
+        args.weights_pooled = None
+    if args.weights_rich == "none":
+        args.weights_rich = None
     if args.merge:
         merged = {"runs": []}
         for f in args.merge:

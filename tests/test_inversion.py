@@ -369,6 +369,32 @@ def test_cli_invert(tmp_path):
     assert cluster_rmsd(atoms, rec) < 0.1
 
 
+def test_cli_invert_pooled_recipe_options(tmp_path):
+    """The pooled recipe of the benchmark (feature weights, init, float32 search, time limit)
+    reaches the inverter from the command line and rebuilds a pooled H2O."""
+    from ase.io import read
+
+    from ase_mlgen.cli.main import main
+
+    desc = small_acsf(["H", "O"])
+    atoms = molecule("H2O")
+    inv = ACSFInverter(desc, pooling=("max", "min"))
+    np.save(tmp_path / "fp.npy", inv.fingerprint(atoms))
+    (tmp_path / "acsf.json").write_text(json.dumps({"kind": "ACSF", **desc.todict()}))
+    out = tmp_path / "out.xyz"
+    code = main(["invert", str(tmp_path / "fp.npy"), "--numbers", "8,1,1", "--descriptor",
+                 str(tmp_path / "acsf.json"), "--pooling", "max,min", "-o", str(out),
+                 "--n-init", "8", "--n-hops", "2", "--steps", "300", "--weights", "auto",
+                 "--init", "box", "--search-dtype", "float32", "--time-limit", "60",
+                 "--patience", "100", "--polish", "500"])
+    assert code == 0
+    rec = read(out)
+    assert cluster_rmsd(atoms, rec) < 0.1
+    with pytest.raises(SystemExit):
+        main(["invert", str(tmp_path / "fp.npy"), "--numbers", "8,1,1", "-o", str(out),
+              "--weights", "bogus"])
+
+
 def test_cli_train_fingerprint_with_atomic_surrogate(tmp_path):
     from ase_mlgen.cli.main import main
     from ase_mlgen.inversion.cvae import FingerprintGenerator

@@ -1,5 +1,10 @@
 """``ase-mlgen invert fp.npy --numbers 78x10 -o out.xyz``: structures from fingerprints.
 
+Measured recipes (doc/inversion.md): per-atom fingerprints ``--weights auto --n-init 40
+--n-hops 3 --steps 300``; pooled (max, min) vectors of metal clusters ``--weights auto --init grow
+--n-init 20 --n-hops 5 --steps 600 --patience 200 --polish 1000 --search-dtype float32`` (``--init
+box`` for molecules).
+
 The fingerprint file is ``.npy`` (or ``.csv``/``.txt``): one per-atom fingerprint ``(N, F)``, one
 pooled vector ``(F,)``, or several pooled vectors ``(n, F)`` (one structure each, with
 ``--pooling``). The descriptor is the Pt10 ACSF of the paper by default (``--descriptor pt10``) or
@@ -49,8 +54,14 @@ def run(args: argparse.Namespace) -> int:
             cell = np.array(vals).reshape(3, 3)
         else:
             raise ValueError("--cell takes 3 (orthorhombic) or 9 numbers in Å")
+    import torch
+
     inv = ACSFInverter(_descriptor(args.descriptor), n_init=args.n_init, n_hops=args.n_hops,
                        steps=args.steps, lr=args.lr, pooling=pooling, device=args.device,
+                       feature_weights=None if args.weights == "none" else args.weights,
+                       init=args.init, patience=args.patience, polish=args.polish,
+                       time_limit=args.time_limit,
+                       search_dtype=getattr(torch, args.search_dtype),
                        random_state=args.seed)
     fps = [fp] if (pooling is None or fp.ndim == 1) else list(fp)
     images = []
@@ -81,6 +92,17 @@ def register(subparsers) -> None:
     p.add_argument("--n-hops", type=int, default=5)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=40,
+                   help="a stage ends when no start improved by 1 %% in this many steps")
+    p.add_argument("--polish", type=int, default=300, help="L-BFGS iterations at the end")
+    p.add_argument("--weights", choices=("none", "auto"), default="none",
+                   help="feature weights: 'none' (plain L1, the paper's) or 'auto' (each "
+                        "feature scaled by its mean magnitude)")
+    p.add_argument("--init", choices=("auto", "grow", "compact", "box"), default="auto",
+                   help="initial structures of clusters and molecules")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds per structure")
+    p.add_argument("--search-dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the Adam stages (the polish stays float64)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
