@@ -188,8 +188,8 @@ def run_recon(args, result, path):
                                 feature_weights=(args.weights_rich if mode == "pooled-rich"
                                                  else args.weights_pooled),
                                 pooling=("max", "min"))
-            search_dtype = dtypes[args.search_dtype if mode == "per-atom"
-                                  else args.search_dtype_pooled]
+            dtype_name = args.search_dtype if mode == "per-atom" else args.search_dtype_pooled
+            search_dtype = dtypes[dtype_name]
             d = (ACSF(species, r_cut=args.r_cut, g2_params=RICH_G2, g5_params=RICH_G5)
                  if mode == "pooled-rich" else desc)
             inv = ACSFInverter(d, lr=args.lr, random_state=args.seed,
@@ -201,7 +201,7 @@ def run_recon(args, result, path):
             rows.append({"category": cat, "name": name, "n_atoms": len(atoms), "mode": mode,
                          "rmsd": rmsd, "success": bool(rmsd < 0.1), "seconds": sec,
                          "time_limit_s": time_limit, "n_features": d.n_features,
-                         "search_dtype": str(search_dtype or "float64"),
+                         "search_dtype": dtype_name,
                          "settings": {k: v for k, v in settings.items() if k != "pooling"},
                          "loss": rec.info["reconstruction_loss"],
                          "relative_loss": rec.info["relative_loss"],

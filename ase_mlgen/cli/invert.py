@@ -36,6 +36,7 @@ def _descriptor(spec: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from ase.io import write
 
     from ase_mlgen.inversion.inverter import ACSFInverter, parse_numbers
@@ -54,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
             cell = np.array(vals).reshape(3, 3)
         else:
             raise ValueError("--cell takes 3 (orthorhombic) or 9 numbers in Å")
-    import torch
-
     inv = ACSFInverter(_descriptor(args.descriptor), n_init=args.n_init, n_hops=args.n_hops,
                        steps=args.steps, lr=args.lr, pooling=pooling, device=args.device,
                        feature_weights=None if args.weights == "none" else args.weights,
