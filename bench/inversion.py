@@ -184,10 +184,13 @@ def run_recon(args, result, path):
                                 steps=args.steps_pooled, patience=args.patience_pooled,
                                 polish=args.polish_pooled,
                                 init=(args.init_pooled_molecules if cat == "molecules"
+                                      else args.init_rich if mode == "pooled-rich"
                                       else args.init_pooled),
                                 feature_weights=(args.weights_rich if mode == "pooled-rich"
                                                  else args.weights_pooled),
                                 pooling=("max", "min"))
+                if mode == "pooled" and cat in ("EMT Pt10 minima", "Pt clusters"):
+                    settings["tol"] = args.tol_pooled
             dtype_name = args.search_dtype if mode == "per-atom" else args.search_dtype_pooled
             search_dtype = dtypes[dtype_name]
             d = (ACSF(species, r_cut=args.r_cut, g2_params=RICH_G2, g5_params=RICH_G5)
@@ -228,8 +231,9 @@ def run_recon(args, result, path):
         "pooled": {"n_init": args.n_init_pooled, "n_hops": args.n_hops_pooled,
                    "steps": args.steps_pooled, "patience": args.patience_pooled,
                    "polish": args.polish_pooled, "feature_weights": args.weights_pooled,
-                   "init": f"metal clusters {args.init_pooled}, molecules "
-                           f"{args.init_pooled_molecules}, cells uniform",
+                   "init": f"metal clusters {args.init_pooled} (tol {args.tol_pooled}), "
+                           f"molecules {args.init_pooled_molecules}, cells uniform, "
+                           f"pooled-rich {args.init_rich}",
                    "search_dtype": args.search_dtype_pooled,
                    "pooled_rich_feature_weights": args.weights_rich},
         "pooled_rich_acsf": {"r_cut": args.r_cut, "g2_params": RICH_G2,
@@ -567,7 +571,11 @@ def main(argv=None):
     p.add_argument("--patience-pooled", type=int, default=200)
     p.add_argument("--polish-pooled", type=int, default=1000)
     p.add_argument("--weights-pooled", default="auto", help="pooled feature weights (auto|none)")
-    p.add_argument("--init-pooled", default="grow", help="pooled, metal clusters: init")
+    p.add_argument("--init-pooled", default="compact", help="pooled, metal clusters: init")
+    p.add_argument("--tol-pooled", type=float, default=1e-5,
+                   help="pooled, metal clusters: relative loss that ends the search (the "
+                        "inverter's 3e-4 stops it at near misses, RMSD 0.1-0.3 A)")
+    p.add_argument("--init-rich", default="grow", help="pooled-rich: init")
     p.add_argument("--init-pooled-molecules", default="box", help="pooled, molecules: init")
     p.add_argument("--weights-rich", default="none",
                    help="pooled-rich feature weights (auto|none): 'auto' gives the near-zero "

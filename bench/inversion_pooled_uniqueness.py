@@ -1,4 +1,6 @@
-"""How well does a pooled (max, min) ACSF vector pin down its cluster? → bench/results/inversion_pooled_uniqueness.json
+"""How well does a pooled (max, min) ACSF vector pin down its cluster?
+
+Writes ``bench/results/inversion_pooled_uniqueness.json``.
 
 For every cluster of the reconstruction benchmark (``bench/inversion.py`` part ``recon``), two
 measurements at the original structure:

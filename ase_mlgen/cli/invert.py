@@ -1,9 +1,9 @@
 """``ase-mlgen invert fp.npy --numbers 78x10 -o out.xyz``: structures from fingerprints.
 
 Measured recipes (doc/inversion.md): per-atom fingerprints ``--weights auto --n-init 40
---n-hops 3 --steps 300``; pooled (max, min) vectors of metal clusters ``--weights auto --init grow
---n-init 20 --n-hops 5 --steps 600 --patience 200 --polish 1000 --search-dtype float32`` (``--init
-box`` for molecules).
+--n-hops 3 --steps 300``; pooled (max, min) vectors of metal clusters ``--weights auto --init
+compact --tol 1e-5 --n-init 20 --n-hops 5 --steps 600 --patience 200 --polish 1000 --search-dtype
+float32 --time-limit 9`` (``--init box`` and the default ``--tol`` for molecules).
 
 The fingerprint file is ``.npy`` (or ``.csv``/``.txt``): one per-atom fingerprint ``(N, F)``, one
 pooled vector ``(F,)``, or several pooled vectors ``(n, F)`` (one structure each, with
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     inv = ACSFInverter(_descriptor(args.descriptor), n_init=args.n_init, n_hops=args.n_hops,
                        steps=args.steps, lr=args.lr, pooling=pooling, device=args.device,
                        feature_weights=None if args.weights == "none" else args.weights,
-                       init=args.init, patience=args.patience, polish=args.polish,
+                       init=args.init, patience=args.patience, polish=args.polish, tol=args.tol,
                        time_limit=args.time_limit,
                        search_dtype=getattr(torch, args.search_dtype),
                        random_state=args.seed)
@@ -94,6 +94,9 @@ def register(subparsers) -> None:
     p.add_argument("--patience", type=int, default=40,
                    help="a stage ends when no start improved by 1 %% in this many steps")
     p.add_argument("--polish", type=int, default=300, help="L-BFGS iterations at the end")
+    p.add_argument("--tol", type=float, default=3e-4,
+                   help="the search ends once the loss is below tol x the mean fingerprint "
+                        "magnitude")
     p.add_argument("--weights", choices=("none", "auto"), default="none",
                    help="feature weights: 'none' (plain L1, the paper's) or 'auto' (each "
                         "feature scaled by its mean magnitude)")
