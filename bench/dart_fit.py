@@ -9,7 +9,7 @@ seed 0), it trains
 
 * ``--ensemble K`` models with the paper's trainer and model seeds 0..K-1, and reports each
   model's training and test MAE and the test MAE of the ensemble mean;
-* ``--long``: one model with a ten-times longer patience before each learning-rate cut (100
+* ``--long``: one model with a four-times longer patience before each learning-rate cut (100
   epochs instead of the paper's 25, up to ``--long-epochs``), to see whether more optimisation
   lowers the training error.
 

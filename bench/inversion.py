@@ -66,6 +66,11 @@ def _machine() -> str:
     return f"{model or platform.processor()} ({platform.machine()}, {platform.system()})"
 
 
+def _feature_weights(value: str) -> str | None:
+    """Command-line feature weights: ``"none"`` → ``None`` (plain L1), else as given."""
+    return None if value == "none" else value
+
+
 def save(result: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -564,20 +569,22 @@ def main(argv=None):
     p.add_argument("--n-hops", type=int, default=3)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--patience", type=int, default=100)
-    p.add_argument("--weights", default="auto", help="per-atom feature weights (auto|none)")
+    p.add_argument("--weights", default="auto", type=_feature_weights,
+                   help="per-atom feature weights (auto|none)")
     p.add_argument("--n-init-pooled", type=int, default=20)
     p.add_argument("--n-hops-pooled", type=int, default=5)
     p.add_argument("--steps-pooled", type=int, default=600)
     p.add_argument("--patience-pooled", type=int, default=200)
     p.add_argument("--polish-pooled", type=int, default=1000)
-    p.add_argument("--weights-pooled", default="auto", help="pooled feature weights (auto|none)")
+    p.add_argument("--weights-pooled", default="auto", type=_feature_weights,
+                   help="pooled feature weights (auto|none)")
     p.add_argument("--init-pooled", default="compact", help="pooled, metal clusters: init")
     p.add_argument("--tol-pooled", type=float, default=1e-5,
                    help="pooled, metal clusters: relative loss that ends the search (the "
                         "inverter's 3e-4 stops it at near misses, RMSD 0.1-0.3 A)")
     p.add_argument("--init-rich", default="grow", help="pooled-rich: init")
     p.add_argument("--init-pooled-molecules", default="box", help="pooled, molecules: init")
-    p.add_argument("--weights-rich", default="none",
+    p.add_argument("--weights-rich", default="none", type=_feature_weights,
                    help="pooled-rich feature weights (auto|none): 'auto' gives the near-zero "
                         "short-range features of the rich set huge weights (measured: Pt13 0/3)")
     p.add_argument("--search-dtype-pooled", default="float32", choices=["float64", "float32"],
@@ -667,12 +674,6 @@ def main(argv=None):
     p.add_argument("--merge", nargs="+", default=None,
                    help="merge the JSON files of runs made part by part into --out (+ PNG)")
     args = p.parse_args(argv)
-    if args.weights == "none":
-        args.weights = None
-    if args.weights_pooled == "none":
-        args.weights_pooled = None
-    if args.weights_rich == "none":
-        args.weights_rich = None
     if args.merge:
         merged = {"runs": []}
         for f in args.merge:
