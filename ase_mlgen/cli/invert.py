@@ -1,9 +1,11 @@
 """``ase-mlgen invert fp.npy --numbers 78x10 -o out.xyz``: structures from fingerprints.
 
 Measured recipes (doc/inversion.md): per-atom fingerprints ``--weights auto --n-init 40
---n-hops 3 --steps 300``; pooled (max, min) vectors of metal clusters ``--weights auto --init
-compact --tol 1e-5 --n-init 20 --n-hops 5 --steps 600 --patience 200 --polish 1000 --search-dtype
-float32 --time-limit 9`` (``--init box`` and the default ``--tol`` for molecules).
+--n-hops 3 --steps 300`` (symmetric clusters and molecules are searched among symmetric
+structures first, 32 starts by default); pooled (max, min) vectors of metal clusters ``--weights
+auto --init compact --tol 1e-5 --n-init 20 --n-hops 5 --steps 600 --patience 200 --polish 1000
+--search-dtype float32 --time-limit 9 --symmetric-starts 64`` (``--init box``, the default
+``--tol`` and no symmetric starts for molecules).
 
 The fingerprint file is ``.npy`` (or ``.csv``/``.txt``): one per-atom fingerprint ``(N, F)``, one
 pooled vector ``(F,)``, or several pooled vectors ``(n, F)`` (one structure each, with
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                        init=args.init, patience=args.patience, polish=args.polish, tol=args.tol,
                        time_limit=args.time_limit,
                        search_dtype=getattr(torch, args.search_dtype),
-                       random_state=args.seed)
+                       symmetric_starts=args.symmetric_starts, random_state=args.seed)
     fps = [fp] if (pooling is None or fp.ndim == 1) else list(fp)
     images = []
     for k, f in enumerate(fps):
@@ -105,6 +107,9 @@ def register(subparsers) -> None:
     p.add_argument("--time-limit", type=float, default=None, help="seconds per structure")
     p.add_argument("--search-dtype", choices=("float64", "float32"), default="float64",
                    help="dtype of the Adam stages (the polish stays float64)")
+    p.add_argument("--symmetric-starts", type=int, default=None,
+                   help="random symmetric structures searched first (default: 32 for per-atom "
+                        "fingerprints, where they run only when rows repeat; 0 for pooled)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)

@@ -186,13 +186,18 @@ class LocalDescriptor:
         return max(1, n_atoms * max(n_slots, 1) * self.n_features)
 
     def forward_batch(self, positions: torch.Tensor, numbers, cell=None, pbc=None,
-                      chunk_size: int | None = None) -> torch.Tensor:
+                      chunk_size: int | None = None, centres=None) -> torch.Tensor:
         """Features ``(B, N, F)`` of a batch ``positions (B, N, 3)`` sharing ``numbers (N,)``.
 
         Differentiable with respect to ``positions`` and ``cell``. The batch is processed in chunks
-        (``chunk_size`` structures, automatic by default) to bound memory.
+        (``chunk_size`` structures, automatic by default) to bound memory. ``centres`` (atom
+        indices, non-periodic structures only) returns the rows of those atoms only,
+        ``(B, K, F)``, at the cost of K instead of N centres.
         """
         positions, centre, cell, pbc = self._prepare(positions, numbers, cell, pbc)
+        if centres is not None:
+            centres = torch.as_tensor(np.asarray(centres), dtype=torch.long,
+                                      device=positions.device)
         b, n, _ = positions.shape
         if chunk_size is None:
             slots, mean_slots = n - 1, None
@@ -224,7 +229,7 @@ class LocalDescriptor:
         def run(start: int) -> torch.Tensor:
             sl = slice(start, start + chunk_size)
             nb = build_neighbours(positions[sl], None if cell is None else cell[sl], pbc,
-                                  self.r_cut, self.max_neighbours)
+                                  self.r_cut, self.max_neighbours, centres)
             return self._features(nb, centre)
 
         starts = range(0, b, chunk_size)

@@ -296,7 +296,8 @@ class SphericalBessel(LocalDescriptor):
         s = self.n_species
         dt, dev = r.dtype, r.device
         bn = b * n
-        onehot_centre = torch.nn.functional.one_hot(centre, s).to(dt).expand(b, n, s)
+        own = centre if nb.centres is None else centre[nb.centres]
+        onehot_centre = torch.nn.functional.one_hot(own, s).to(dt).expand(b, n, s)
         if m == 0:
             return torch.cat([r.new_zeros(b, n, self.n_features - s), onehot_centre], dim=-1)
         g = self.radial_functions(r).reshape(bn, m, -1)  # (BN, M, K)

@@ -40,12 +40,15 @@ class Neighbours:
     distances : (B, N, M) lengths of ``vectors`` in Å.
     mask : (B, N, M) bool, True for real neighbours closer than ``r_cut``.
     index : (B, N, M) long, atom index of the neighbour (0 in padded slots).
+    centres : (K,) long atom indices of the centres when only K of the N atoms are centres
+        (then every N above reads K), None for all atoms.
     """
 
     vectors: torch.Tensor
     distances: torch.Tensor
     mask: torch.Tensor
     index: torch.Tensor
+    centres: torch.Tensor | None = None
 
     @property
     def n_slots(self) -> int:
@@ -60,11 +63,15 @@ def _offdiagonal_index(n: int, device) -> torch.Tensor:
     return ar[None, :] + (ar[None, :] >= rows).long()
 
 
-def _dense_pairs(positions: torch.Tensor):
+def _dense_pairs(positions: torch.Tensor, centres: torch.Tensor | None = None):
     b, n, _ = positions.shape
     idx = _offdiagonal_index(n, positions.device)  # (N, N-1)
-    vectors = positions[:, idx, :] - positions[:, :, None, :]  # (B, N, N-1, 3)
-    index = idx.expand(b, n, max(n - 1, 0))
+    if centres is None:
+        vectors = positions[:, idx, :] - positions[:, :, None, :]  # (B, N, N-1, 3)
+    else:  # only the rows of these centre atoms: (B, K, N-1, 3)
+        idx = idx[centres]
+        vectors = positions[:, idx, :] - positions[:, centres, None, :]
+    index = idx.expand(b, idx.shape[0], max(n - 1, 0))
     valid = torch.ones(index.shape, dtype=torch.bool, device=positions.device)
     return vectors, index, valid
 
@@ -159,14 +166,18 @@ def _periodic_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, r_cut: flo
 
 
 def build_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, pbc, r_cut: float,
-                     max_neighbours: int | None = None) -> Neighbours:
+                     max_neighbours: int | None = None,
+                     centres: torch.Tensor | None = None) -> Neighbours:
     """Padded neighbour lists of a batch ``positions (B, N, 3)``.
 
     ``cell`` is ``(B, 3, 3)`` (rows are the lattice vectors, Å) or None; ``pbc`` three booleans
     shared by the batch. Neighbours are the atoms (and periodic images) closer than ``r_cut``;
     with ``max_neighbours`` only that many nearest ones are kept (ties broken by list order).
+    ``centres`` (non-periodic only): build the lists of these K atoms only, ``(B, K, M)``.
     """
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if centres is not None and pbc.any():
+        raise NotImplementedError("centres= is available for non-periodic structures only")
     if pbc.any():
         if cell is None:
             raise ValueError("a periodic structure needs its cell")
@@ -179,7 +190,7 @@ def build_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, pbc, r_
             vectors, index, valid = _periodic_pairs(positions, cell, pbc, r_cut)
             materialize = None
     else:
-        vectors, index, valid = _dense_pairs(positions)
+        vectors, index, valid = _dense_pairs(positions, centres)
         materialize = None
 
     with torch.no_grad():
@@ -210,4 +221,5 @@ def build_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, pbc, r_
     pad[0] = 2.0 * r_cut
     vectors = torch.where(within[..., None], vectors, pad)
     distances = torch.sqrt((vectors * vectors).sum(-1))
-    return Neighbours(vectors=vectors, distances=distances, mask=within, index=index)
+    return Neighbours(vectors=vectors, distances=distances, mask=within, index=index,
+                      centres=centres)

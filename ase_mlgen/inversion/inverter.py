@@ -36,6 +36,7 @@ filter on ``atoms.info["reconstruction_loss"]`` (see :attr:`ACSFInverter.loss_th
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from typing import Sequence
@@ -46,6 +47,7 @@ from ase import Atoms
 from ase.data import atomic_numbers as _atomic_numbers
 from ase.data import covalent_radii
 
+from ase_mlgen.inversion.symmetric_search import symmetric_candidates
 from ase_mlgen.utils.device import resolve_device
 
 _POOLS = ("max", "min", "mean", "sum")
@@ -203,6 +205,16 @@ class ACSFInverter:
         (0: none). A child takes, per element, the atoms of one parent on one side of a random
         plane through its centre and the rest from the other, randomly rotated, parent, so that
         correct parts found by different initialisations can meet.
+    symmetric_starts:
+        clusters and molecules: random *symmetric* structures searched first (see
+        :mod:`ase_mlgen.inversion.symmetric_search`); the best replace the first random starts,
+        and the search ends there when one already matches to ``tol``. Per-atom fingerprints:
+        only when rows repeat (symmetry-equivalent atoms), in the point groups that fit the
+        numbers of equal rows. Pooled fingerprints (one element): symmetric hypotheses of
+        every point group, those with the fewest free coordinates first. ``None`` (default):
+        32 for per-atom fingerprints, 0 (off) for pooled ones; 0: never.
+    symmetric_steps:
+        Adam steps of the symmetric search (its patience and learning rate are the search's).
     random_state:
         seed (int) or ``numpy.random.Generator``.
     """
@@ -218,6 +230,7 @@ class ACSFInverter:
                  device: str | torch.device = "auto",
                  dtype: torch.dtype = torch.float64,
                  search_dtype: torch.dtype | None = None, crossover: float = 0.0,
+                 symmetric_starts: int | None = None, symmetric_steps: int = 300,
                  random_state=None, verbose: bool = False):
         if n_init < 1 or n_hops < 0 or steps < 1:
             raise ValueError("n_init >= 1, n_hops >= 0 and steps >= 1 are required")
@@ -255,6 +268,10 @@ class ACSFInverter:
         if not 0.0 <= crossover < 1.0:
             raise ValueError(f"crossover must be in [0, 1); got {crossover}")
         self.crossover = float(crossover)
+        if symmetric_starts is None:
+            symmetric_starts = 32 if pooling is None else 0
+        self.symmetric_starts = max(int(symmetric_starts), 0)
+        self.symmetric_steps = max(int(symmetric_steps), 1)
         self.time_limit = None if time_limit is None else float(time_limit)
         self.device = resolve_device(device)
         self.dtype = dtype
@@ -335,6 +352,18 @@ class ACSFInverter:
         pos0 = self._initial_positions(numbers, cell_np if periodic else None, B)
         best_pos = pos0.copy()
         best_loss = np.full(B, np.inf)
+        if self.symmetric_starts and not periodic:
+            sym = self._symmetric(target, numbers, weights, t0)
+            if sym is not None:  # symmetric candidates replace the first random starts
+                k = min(len(sym), B)
+                pos0[:k] = sym[:k]
+                best_pos[:k] = sym[:k]
+                best_loss[:k] = self._exact_losses(sym[:k], target, numbers, None, False,
+                                                   weights, species_groups)
+                if self.verbose:
+                    print(f"symmetric starts: best {best_loss.min():.3e} "
+                          f"({time.perf_counter() - t0:.1f} s)")
+        solved = bool(best_loss.min() < tol_abs)
         # row assignment (per-atom): perm[b, i] = target row of atom i
         perm = np.tile(np.arange(n_atoms), (B, 1))
         # the Adam stages may run in a cheaper dtype (search_dtype); polish and losses in dt
@@ -357,8 +386,8 @@ class ACSFInverter:
                 diff = diff * w
             return diff.mean(dim=1), per_atom
 
-        n_stages = self.n_hops + 1
-        history = []
+        n_stages = 0 if solved else self.n_hops + 1
+        history = [] if not solved else [float(best_loss.min())]
         start = pos0
         for stage in range(n_stages):
             if stage > 0:
@@ -417,7 +446,7 @@ class ACSFInverter:
             if best_loss.min() < tol_abs or self._out_of_time(t0, 0.8):
                 break
 
-        if self.polish:
+        if self.polish and not solved:
             top = np.argsort(best_loss)[:min(self.polish_top, B)]
             new_pos, new_loss = self._polish(best_pos[top], target, numbers, cell_np, periodic,
                                              pbc_arg, weights, species_groups, t0)
@@ -429,16 +458,9 @@ class ACSFInverter:
                 print(f"polish: best {best_loss.min():.3e} "
                       f"({time.perf_counter() - t0:.1f} s)")
 
-        if sdt != dt:  # losses of the search dtype -> exact losses in dt
-            with torch.no_grad():
-                pos_t = torch.as_tensor(best_pos, dtype=dt, device=dev)
-                perm_t = None
-                if self.pooling is None:
-                    cur = self._describe(pos_t, numbers, cell_b, pbc_arg)
-                    perm_t = torch.as_tensor(self._assign(cur, target, species_groups, weights),
-                                             device=dev)
-                exact, _ = loss_of(pos_t, perm_t, target, weights, cell_b)
-            best_loss = exact.cpu().numpy().astype(float)
+        if sdt != dt and not solved:  # losses of the search dtype -> exact losses in dt
+            best_loss = self._exact_losses(best_pos, target, numbers, cell_b, pbc_arg, weights,
+                                           species_groups)
 
         order = np.argsort(best_loss)
         structures = [self._to_atoms(best_pos[b], numbers, cell_np, pbc if periodic else False,
@@ -451,6 +473,46 @@ class ACSFInverter:
         return best
 
     # -- helpers ------------------------------------------------------------------------------
+    def _exact_losses(self, pos, target, numbers, cell_b, pbc_arg, weights, groups
+                      ) -> np.ndarray:
+        """Mean (weighted) L1 differences of the structures ``pos`` (B, N, 3) in the full dtype,
+        per-atom rows under the optimal assignment."""
+        with torch.no_grad():
+            pos_t = torch.as_tensor(pos, dtype=self.dtype, device=self.device)
+            cur = self._describe(pos_t, numbers, cell_b, pbc_arg)
+            if self.pooling is None:
+                perm = torch.as_tensor(self._assign(cur, target, groups, weights),
+                                       device=self.device)
+                diff = (cur - target[perm]).abs()
+            else:
+                diff = (pool_fingerprint(cur, self.pooling) - target).abs()
+            if weights is not None:
+                diff = diff * weights
+        return diff.flatten(1).mean(1).cpu().numpy().astype(float)
+
+    def _symmetric(self, target, numbers, weights, t0) -> np.ndarray | None:
+        """Candidates from the symmetric search (:mod:`.symmetric_search`): a per-atom target
+        whose rows repeat is first matched by structures of a point group that fits the groups
+        of equal rows; ``None`` when no row repeats."""
+        desc = self.descriptor
+        subset = "centres" in inspect.signature(getattr(desc, "forward_batch",
+                                                        lambda *a: None)).parameters
+
+        def describe(pos, centres):
+            if subset:
+                return desc.forward_batch(pos, numbers, None, False, centres=centres)
+            return self._describe(pos, numbers, None, False)[:, centres]
+
+        deadline = None if self.time_limit is None else t0 + 0.5 * self.time_limit
+        radius = 0.62 * compact_box_length(numbers, self.packing)  # sphere of the box volume
+        found = symmetric_candidates(describe, target, numbers, weights, self.symmetric_starts,
+                                     self.symmetric_steps, self.lr, radius, self.rng,
+                                     self.search_dtype, pooling=self.pooling,
+                                     polish=max(self.stage_polish, 200),
+                                     polish_top=self.polish_top, patience=self.patience,
+                                     assign_every=self.assign_every, deadline=deadline)
+        return None if found is None else found[0]
+
     def _hop(self, best_pos, stage, target, numbers, cell_b, pbc_arg, weights, groups, cell):
         """Random hop from the best structures. Per-atom fingerprints tell which atoms sit in a
         wrong environment: on odd stages the ``relocate`` atoms with the largest row error
