@@ -211,8 +211,9 @@ class ACSFInverter:
         and the search ends there when one already matches to ``tol``. Per-atom fingerprints:
         only when rows repeat (symmetry-equivalent atoms), in the point groups that fit the
         numbers of equal rows. Pooled fingerprints (one element): symmetric hypotheses of
-        every point group, those with the fewest free coordinates first. ``None`` (default):
-        32 for per-atom fingerprints, 0 (off) for pooled ones; 0: never.
+        every point group, those with the fewest free coordinates first. It may use half of
+        ``time_limit``. ``None`` (default): 32 for per-atom fingerprints, 0 (off) for pooled
+        ones; 0: never.
     symmetric_steps:
         Adam steps of the symmetric search (its patience and learning rate are the search's).
     random_state:

@@ -52,7 +52,10 @@ def _templates(target: np.ndarray, numbers: np.ndarray, n_starts: int, pooling, 
             return None
         templates = [random_template(fits[b % len(fits)][0], groups, n_atoms, rng)
                      for b in range(n_starts)]
-        sizes = np.tile([len(g) for g in groups], (n_starts, 1)).astype(float)
+        templates = [t for t in templates if t is not None]  # (every fitting group has sites)
+        if not templates:
+            return None
+        sizes = np.tile([len(g) for g in groups], (len(templates), 1)).astype(float)
         classes = {}
         for k, g in enumerate(groups):
             classes.setdefault((len(g), int(numbers[g[0]])), []).append(k)
