@@ -200,8 +200,9 @@ def run_recon(args, result, path):
                     settings["tol"] = args.tol_pooled
                 # symmetric hypotheses first for the symmetric Pt clusters; on the random
                 # (mostly asymmetric) Pt10 minima they cost time: 17/20 with, 19/20 without
-                settings["symmetric_starts"] = (args.symmetric_starts_pooled
-                                                if cat == "Pt clusters" else 0)
+                settings["symmetric_starts"] = (
+                    args.symmetric_starts_pooled
+                    if cat in args.symmetric_pooled_categories.split(",") else 0)
             dtype_name = args.search_dtype if mode == "per-atom" else args.search_dtype_pooled
             search_dtype = dtypes[dtype_name]
             d = (ACSF(species, r_cut=args.r_cut, g2_params=RICH_G2, g5_params=RICH_G5)
@@ -251,6 +252,7 @@ def run_recon(args, result, path):
                              "g5_params": RICH_G5},
         "per_atom_symmetric_starts": args.symmetric_starts,
         "pooled_symmetric_starts": args.symmetric_starts_pooled,
+        "pooled_symmetric_categories": args.symmetric_pooled_categories,
         "pt_clusters_per_atom": {"init": args.cluster_init,
                                  "relocate_to": args.cluster_relocate, "relocate": 3,
                                  "stage_polish": args.stage_polish},
@@ -610,7 +612,11 @@ def main(argv=None):
     p.add_argument("--symmetric-starts", type=int, default=32,
                    help="per-atom, clusters and molecules: symmetric starts (0: none)")
     p.add_argument("--symmetric-starts-pooled", type=int, default=64,
-                   help="pooled and pooled-rich, Pt clusters: symmetric starts (0: none)")
+                   help="pooled and pooled-rich: symmetric starts (0: none) in the categories "
+                        "of --symmetric-pooled-categories")
+    p.add_argument("--symmetric-pooled-categories", default="Pt clusters",
+                   help="comma list of the categories whose pooled searches use symmetric "
+                        "starts (one-element clusters; molecules have several elements)")
     p.add_argument("--search-dtype", default="float64", choices=["float64", "float32"],
                    help="recon: dtype of the Adam stages (polish and losses stay float64)")
     p.add_argument("--redo", action="store_true",
