@@ -196,7 +196,7 @@ def run_recon(args, result, path):
                                 feature_weights=(args.weights_rich if mode == "pooled-rich"
                                                  else args.weights_pooled),
                                 pooling=("max", "min"))
-                if mode == "pooled" and cat in ("EMT Pt10 minima", "Pt clusters"):
+                if mode == "pooled" and cat in args.tol_pooled_categories.split(","):
                     settings["tol"] = args.tol_pooled
                 # symmetric hypotheses first for the symmetric Pt clusters; on the random
                 # (mostly asymmetric) Pt10 minima they cost time: 17/20 with, 19/20 without
@@ -589,6 +589,8 @@ def main(argv=None):
     p.add_argument("--weights-pooled", default="auto", type=_feature_weights,
                    help="pooled feature weights (auto|none)")
     p.add_argument("--init-pooled", default="compact", help="pooled, metal clusters: init")
+    p.add_argument("--tol-pooled-categories", default="EMT Pt10 minima,Pt clusters",
+                   help="comma list of the categories whose pooled searches use --tol-pooled")
     p.add_argument("--tol-pooled", type=float, default=1e-5,
                    help="pooled, metal clusters: relative loss that ends the search (the "
                         "inverter's 3e-4 stops it at near misses, RMSD 0.1-0.3 A)")

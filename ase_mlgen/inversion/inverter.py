@@ -51,6 +51,8 @@ from ase_mlgen.inversion.symmetric_search import symmetric_candidates
 from ase_mlgen.utils.device import resolve_device
 
 _POOLS = ("max", "min", "mean", "sum")
+#: the symmetric search's Adam steps end once a loss is below this many times the tolerance
+SYMMETRIC_STOP = 10.0
 
 
 def parse_numbers(numbers) -> np.ndarray:
@@ -354,7 +356,7 @@ class ACSFInverter:
         best_pos = pos0.copy()
         best_loss = np.full(B, np.inf)
         if self.symmetric_starts and not periodic:
-            sym = self._symmetric(target, numbers, weights, t0)
+            sym = self._symmetric(target, numbers, weights, t0, tol_abs)
             if sym is not None:  # symmetric candidates replace the first random starts
                 k = min(len(sym), B)
                 pos0[:k] = sym[:k]
@@ -491,7 +493,7 @@ class ACSFInverter:
                 diff = diff * weights
         return diff.flatten(1).mean(1).cpu().numpy().astype(float)
 
-    def _symmetric(self, target, numbers, weights, t0) -> np.ndarray | None:
+    def _symmetric(self, target, numbers, weights, t0, tol_abs: float) -> np.ndarray | None:
         """Candidates from the symmetric search (:mod:`.symmetric_search`): a per-atom target
         whose rows repeat is first matched by structures of a point group that fits the groups
         of equal rows; ``None`` when no row repeats."""
@@ -511,7 +513,8 @@ class ACSFInverter:
                                      self.search_dtype, pooling=self.pooling,
                                      polish=max(self.stage_polish, 200),
                                      polish_top=self.polish_top, patience=self.patience,
-                                     assign_every=self.assign_every, deadline=deadline)
+                                     assign_every=self.assign_every, deadline=deadline,
+                                     stop_below=SYMMETRIC_STOP * tol_abs)
         return None if found is None else found[0]
 
     def _hop(self, best_pos, stage, target, numbers, cell_b, pbc_arg, weights, groups, cell):

@@ -17,8 +17,9 @@ instead of 3N − 6 = 159.
 Adam optimises ``t``; every orbit member has the fingerprint row of the orbit's first atom, so
 only those K rows are computed (``forward_batch(..., centres=...)``), at K/N of the cost of a
 full step. Atoms closer than 0.7 × their covalent bond are pushed apart, so that an orbit cannot
-fold onto a smaller site, where coinciding atoms leave the fingerprint without a gradient. The
-best few are refined by L-BFGS on the squared difference, still in ``t``.
+fold onto a smaller site, where coinciding atoms leave the fingerprint without a gradient. Adam
+stops once a loss is below ``stop_below``; the best few are then refined by L-BFGS on the
+squared difference, still in ``t``.
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def symmetric_candidates(describe: Callable, target: torch.Tensor, numbers, weig
                          rng: np.random.Generator, search_dtype: torch.dtype,
                          pooling: Sequence[str] | None = None, polish: int = 200,
                          polish_top: int = 3, patience: int = 40, assign_every: int = 20,
-                         deadline: float | None = None, min_distance: float = 0.5):
+                         deadline: float | None = None, min_distance: float = 0.5,
+                         stop_below: float | None = None):
     """Symmetric structures that match ``target`` as well as they can.
 
     ``target`` is ``(N, F)`` per atom (``pooling=None``) or the pooled vector.
@@ -109,7 +111,8 @@ def symmetric_candidates(describe: Callable, target: torch.Tensor, numbers, weig
     ``(positions (S, N, 3), point-group symbols)`` sorted from the lowest loss, or ``None`` when
     there is no symmetric hypothesis (no repeated rows; a pooled target of several elements).
     ``deadline`` (``time.perf_counter()`` seconds) stops early. Structures with two atoms closer
-    than ``min_distance`` (Å) are left out.
+    than ``min_distance`` (Å) are left out. The Adam steps end once a structure's loss is below
+    ``stop_below`` (the L-BFGS polish then lands on the minimum).
     """
     numbers = np.asarray(numbers)
     n_atoms = len(numbers)
@@ -192,6 +195,8 @@ def symmetric_candidates(describe: Callable, target: torch.Tensor, numbers, weig
                 break
             last = best.copy()
         if deadline is not None and time.perf_counter() > deadline:
+            break
+        if stop_below is not None and best.min() < stop_below:
             break
         t.grad = None
         loss.sum().backward()
