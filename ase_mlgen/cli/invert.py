@@ -5,7 +5,7 @@ Measured recipes (doc/inversion.md): per-atom fingerprints ``--weights auto --n-
 structures first, 32 starts by default); pooled (max, min) vectors of metal clusters ``--weights
 auto --init compact --tol 1e-5 --n-init 20 --n-hops 5 --steps 600 --patience 200 --polish 1000
 --search-dtype float32 --time-limit 9 --symmetric-starts 64`` (``--init box``, the default
-``--tol`` and no symmetric starts for molecules).
+``--tol`` and no symmetric starts for molecules; ``--weights none --tol 1e-5`` for crystals).
 
 The fingerprint file is ``.npy`` (or ``.csv``/``.txt``): one per-atom fingerprint ``(N, F)``, one
 pooled vector ``(F,)``, or several pooled vectors ``(n, F)`` (one structure each, with
