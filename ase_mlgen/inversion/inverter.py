@@ -655,11 +655,6 @@ class ACSFInverter:
             d = fp - (target if perm_t is None else target[perm_t])
             return d if w is None else d * w
 
-        def l1(pos_np, perm_t):
-            with torch.no_grad():
-                d = diff_of(torch.as_tensor(pos_np, dtype=dt, device=dev), perm_t)
-            return d.abs().flatten(1).mean(1).cpu().numpy()
-
         x = np.array(pos0, dtype=float)
         for rnd in range(2):  # re-assign rows once in between (per-atom fingerprints)
             perm_t = perm_for(x)
@@ -689,7 +684,7 @@ class ACSFInverter:
             x = x_new
             if self.pooling is not None:
                 break
-        return x, l1(x, perm_for(x))
+        return x, self._exact_losses(x, target, numbers, cell_k, pbc_arg, weights, groups)
 
     def _weights(self, target: torch.Tensor) -> torch.Tensor | None:
         w = self.feature_weights

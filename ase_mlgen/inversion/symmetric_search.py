@@ -29,11 +29,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from ase import Atoms
 from ase.data import covalent_radii
 
 from ase_mlgen.inversion.symmetry import (equal_rows, fitting_groups, hypothesis_template,
                                           pooled_hypotheses, random_site_coordinates,
                                           random_template)
+from ase_mlgen.select.representatives import too_close
 
 #: per-atom fingerprints: at most this many point groups (those allowing the fewest free
 #: coordinates) share the starts
@@ -229,8 +231,8 @@ def symmetric_candidates(describe: Callable, target: torch.Tensor, numbers, weig
         best_t[top] = _lbfgs(fun, best_t[top], polish, deadline)
 
     pos = np.einsum("bij,bj->bi", a, best_t).reshape(n_b, n_atoms, 3)
-    gap = np.array([_closest_pair(p) for p in pos])
-    keep = [b for b in order if np.isfinite(best[b]) and gap[b] > min_distance]
+    keep = [b for b in order if np.isfinite(best[b])
+            and not too_close(Atoms(numbers=numbers, positions=pos[b]), min_distance)]
     if not keep:
         return None
     return pos[keep], [templates[b].symbol for b in keep]
@@ -251,11 +253,3 @@ def _lbfgs(fun, x0: np.ndarray, iterations: int, deadline: float | None) -> np.n
                             "gtol": 1e-14, "ftol": 1e-18})
     out = res.x.reshape(x0.shape)
     return out if np.all(np.isfinite(out)) else x0
-
-
-def _closest_pair(pos: np.ndarray) -> float:
-    """Shortest interatomic distance (Å) of one structure (inf for a single atom)."""
-    if not np.all(np.isfinite(pos)):
-        return 0.0
-    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
-    return float(d[np.triu_indices(len(pos), 1)].min())

@@ -312,11 +312,10 @@ def hypothesis_template(symbol: str, sites, n_atoms: int) -> SymmetricTemplate:
     first ``len(sites)`` atoms represent all), the other members follow."""
     types = site_types(symbol)
     chosen = [types[k] for k in sites]
-    firsts = list(range(len(chosen)))
     nxt = len(chosen)
     orbits = []
     for k, site in enumerate(chosen):
-        orbits.append([firsts[k]] + list(range(nxt, nxt + site.size - 1)))
+        orbits.append([k] + list(range(nxt, nxt + site.size - 1)))
         nxt += site.size - 1
     return build_template(symbol, chosen, orbits, n_atoms)
 
