@@ -197,7 +197,7 @@ def run_recon(args, result, path):
                                                  else args.weights_pooled_crystals
                                                  if cat == "crystals"
                                                  else args.weights_pooled),
-                                pooling=("max", "min"))
+                                pooling=("max", "min"), refine=args.refine_pooled)
                 if mode == "pooled" and cat in args.tol_pooled_categories.split(","):
                     settings["tol"] = args.tol_pooled
                 # symmetric hypotheses first for the symmetric Pt clusters; on the random
@@ -250,7 +250,7 @@ def run_recon(args, result, path):
                            f"{args.tol_pooled_categories}), "
                            f"molecules {args.init_pooled_molecules}, cells uniform, "
                            f"pooled-rich {args.init_rich}",
-                   "search_dtype": args.search_dtype_pooled,
+                   "search_dtype": args.search_dtype_pooled, "refine": args.refine_pooled,
                    "pooled_rich_feature_weights": args.weights_rich},
         "pooled_rich_acsf": {"r_cut": args.r_cut, "g2_params": RICH_G2,
                              "g5_params": RICH_G5},
@@ -601,6 +601,9 @@ def main(argv=None):
     p.add_argument("--tol-pooled", type=float, default=1e-5,
                    help="pooled, metal clusters and crystals: relative loss that ends the search "
                         "(the inverter's 3e-4 stops it at near misses, RMSD 0.1-0.3 A)")
+    p.add_argument("--refine-pooled", type=float, default=None,
+                   help="pooled: share of initialisations that every hop restarts near the best "
+                        "structure (ACSFInverter(refine=...); default: the inverter's, 0.25)")
     p.add_argument("--init-rich", default="grow", help="pooled-rich: init")
     p.add_argument("--init-pooled-molecules", default="box", help="pooled, molecules: init")
     p.add_argument("--weights-rich", default="none", type=_feature_weights,

@@ -8,16 +8,10 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from ase_mlgen.descriptors.acsf import ACSF
 from ase_mlgen.inversion.compare import cluster_rmsd, periodic_rmsd
 from ase_mlgen.inversion.inverter import ACSFInverter, parse_numbers
+from tests.conftest import small_acsf
 
-G2 = [[eta, rs] for eta in (0.5, 2.0) for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)]
-G5 = [[0.005, z, lam] for z in (1, 4) for lam in (-1, 1)]
-
-
-def small_acsf(species, r_cut=5.0):
-    return ACSF(species, r_cut=r_cut, g2_params=G2, g5_params=G5)
 
 
 def test_parse_numbers():
@@ -145,6 +139,34 @@ def test_crossover_children_keep_composition_and_replace_the_worst():
     with pytest.raises(ValueError, match="crossover"):
         ACSFInverter(desc, crossover=1.0)
 
+
+
+def test_refine_restarts_the_worst_near_the_best():
+    from ase_mlgen.inversion.inverter import REFINE_LR
+
+    desc = small_acsf(["Pt"])
+    assert ACSFInverter(desc, pooling=("max", "min")).refine == 0.25  # pooled default
+    assert ACSFInverter(desc).refine == 0.0                            # per-atom: off
+    inv = ACSFInverter(desc, n_init=8, refine=0.5, refine_size=0.1, lr=0.1,
+                       pooling=("max", "min"), random_state=0)
+    rng = np.random.default_rng(1)
+    best = rng.normal(size=(8, 6, 3))
+    loss = np.array([0.5, 0.1, 0.9, 0.3, 0.8, 0.2, 0.7, 0.4])
+    hopped = best + 1.0
+    start, lr0 = inv._refine_starts(best, loss, hopped)
+    worst = [2, 4, 6, 0]                                 # the four highest losses
+    kept = [1, 3, 5, 7]
+    assert np.allclose(start[kept], hopped[kept]) and np.allclose(lr0[kept], 0.1)
+    assert np.allclose(lr0[worst], REFINE_LR * 0.1)
+    assert np.allclose(start[2], best[1])                # one copy of the best, undisplaced
+    shifts = start[[4, 6, 0]] - best[1]
+    assert 0.05 < shifts.std() < 0.2                     # the others 0.1 Å around it
+    # refine=0 leaves the hop starts alone
+    off = ACSFInverter(desc, n_init=8, refine=0.0, pooling=("max", "min"))
+    assert off.refine == 0.0
+    for bad in (dict(refine=1.0), dict(refine=-0.1), dict(refine_size=0.0)):
+        with pytest.raises(ValueError, match="refine"):
+            ACSFInverter(desc, pooling=("max", "min"), **bad)
 
 
 @pytest.mark.parametrize("pooling", [None, ("max", "min")])
@@ -389,7 +411,7 @@ def test_cli_invert_pooled_recipe_options(tmp_path):
                  str(tmp_path / "acsf.json"), "--pooling", "max,min", "-o", str(out),
                  "--n-init", "8", "--n-hops", "2", "--steps", "300", "--weights", "auto",
                  "--init", "box", "--search-dtype", "float32", "--time-limit", "60",
-                 "--patience", "100", "--polish", "500", "--tol", "1e-4"])
+                 "--patience", "100", "--polish", "500", "--tol", "1e-4", "--refine", "0.25"])
     assert code == 0
     rec = read(out)
     assert cluster_rmsd(atoms, rec) < 0.1

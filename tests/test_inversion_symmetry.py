@@ -1,6 +1,8 @@
 """Point groups, symmetric templates and the symmetric search of the fingerprint inversion."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,6 @@ from ase.build import molecule
 from ase.cluster import Icosahedron, Octahedron
 
 from ase_mlgen.descriptors import SphericalBessel
-from ase_mlgen.descriptors.acsf import ACSF
 from ase_mlgen.inversion.compare import cluster_rmsd
 from ase_mlgen.inversion.inverter import ACSFInverter
 from ase_mlgen.inversion.symmetric_search import symmetric_candidates
@@ -16,13 +17,9 @@ from ase_mlgen.inversion.symmetry import (POINT_GROUPS, decompositions, equal_ro
                                           fitting_groups, hypothesis_template, point_group,
                                           pooled_hypotheses, random_site_coordinates,
                                           random_template, site_types)
+from tests.conftest import small_acsf as _small_acsf
 
-G2 = [[eta, rs] for eta in (0.5, 2.0) for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)]
-G5 = [[0.005, z, lam] for z in (1, 4) for lam in (-1, 1)]
-
-
-def small_acsf(species, r_cut=6.0):
-    return ACSF(species, r_cut=r_cut, g2_params=G2, g5_params=G5)
+small_acsf = partial(_small_acsf, r_cut=6.0)
 
 
 def same_point_set(a, b, tol=1e-6) -> bool:

@@ -6,6 +6,8 @@ structures first, 32 starts by default); pooled (max, min) vectors of metal clus
 auto --init compact --tol 1e-5 --n-init 20 --n-hops 5 --steps 600 --patience 200 --polish 1000
 --search-dtype float32 --time-limit 9 --symmetric-starts 64`` (``--init box``, the default
 ``--tol`` and no symmetric starts for molecules; ``--weights none --tol 1e-5`` for crystals).
+Pooled searches refine by default (``--refine 0.25``: a quarter of the starts of every hop
+restart 0.1 Å around the best structure).
 
 The fingerprint file is ``.npy`` (or ``.csv``/``.txt``): one per-atom fingerprint ``(N, F)``, one
 pooled vector ``(F,)``, or several pooled vectors ``(n, F)`` (one structure each, with
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                        init=args.init, patience=args.patience, polish=args.polish, tol=args.tol,
                        time_limit=args.time_limit,
                        search_dtype=getattr(torch, args.search_dtype),
-                       symmetric_starts=args.symmetric_starts, random_state=args.seed)
+                       symmetric_starts=args.symmetric_starts, refine=args.refine,
+                       random_state=args.seed)
     fps = [fp] if (pooling is None or fp.ndim == 1) else list(fp)
     images = []
     for k, f in enumerate(fps):
@@ -110,6 +113,9 @@ def register(subparsers) -> None:
     p.add_argument("--symmetric-starts", type=int, default=None,
                    help="random symmetric structures searched first (default: 32 for per-atom "
                         "fingerprints, where they run only when rows repeat; 0 for pooled)")
+    p.add_argument("--refine", type=float, default=None,
+                   help="share of starts that every hop restarts 0.1 Å around the best structure "
+                        "(default: 0.25 for pooled fingerprints, 0 for per-atom)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
