@@ -27,14 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_mlgen.inversion.recipes import RECONSTRUCTION_G2, RECONSTRUCTION_G5
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 RUNS = HERE.parent / "runs" / "bench_inversion"  # run directories (git-ignored)
 DATA = HERE / "data"  # generated datasets (git-ignored)
 PAPER_TABLE1 = {1.9: 87.7, 2.2: 89.8, 2.5: 88.9, 2.8: 82.2, 3.1: 73.3, 3.4: 64.5, 3.7: 75.7}
 
-G2 = [[eta, rs] for eta in (0.5, 2.0) for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)]
-G5 = [[0.005, z, lam] for z in (1, 2, 4) for lam in (-1, 1)]
+G2, G5 = RECONSTRUCTION_G2, RECONSTRUCTION_G5  # the library's reconstruction ACSF
 # the richer ACSF of the "pooled-rich" mode (Pt clusters): G1 + 63 G2 + 24 G5 = 88 per atom, so
 # the pooled (max, min) vector has 176 numbers >= 3N - 6 = 159 internal coordinates of Pt55 (a
 # necessary condition for a pooled vector to determine the structure; 46 numbers of the small set

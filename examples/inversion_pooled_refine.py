@@ -20,7 +20,8 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 
-from ase_mlgen import ACSF, ACSFInverter
+from ase_mlgen import ACSFInverter
+from ase_mlgen.inversion import reconstruction_acsf
 from ase_mlgen.inversion.compare import cluster_rmsd
 
 
@@ -46,10 +47,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    acsf = ACSF(["Pt"], r_cut=6.0,
-                g2_params=[[eta, rs] for eta in (0.5, 2.0)
-                           for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)],
-                g5_params=[[0.005, z, lam] for z in (1, 2, 4) for lam in (-1, 1)])
+    acsf = reconstruction_acsf(["Pt"])  # the benchmark's ACSF (ase_mlgen.inversion.recipes)
     rng = np.random.default_rng(7)
     targets = [emt_minimum(rng) for _ in range(args.clusters)]
     found = {0.0: 0, 0.25: 0}

@@ -17,7 +17,8 @@ import torch
 from ase.cluster import Decahedron, Icosahedron, Octahedron
 from ase.io import write
 
-from ase_mlgen import ACSF, ACSFInverter
+from ase_mlgen import ACSFInverter
+from ase_mlgen.inversion import reconstruction_acsf
 from ase_mlgen.inversion.compare import cluster_rmsd
 from ase_mlgen.inversion.symmetry import equal_rows, fitting_groups
 
@@ -31,10 +32,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    acsf = ACSF(["Pt"], r_cut=6.0,
-                g2_params=[[eta, rs] for eta in (0.5, 2.0)
-                           for rs in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)],
-                g5_params=[[0.005, z, lam] for z in (1, 2, 4) for lam in (-1, 1)])
+    acsf = reconstruction_acsf(["Pt"])  # the benchmark's ACSF (ase_mlgen.inversion.recipes)
     clusters = {"octa38": Octahedron("Pt", 4, 1), "ico55": Icosahedron("Pt", 3),
                 "deca55": Decahedron("Pt", 3, 3, 0)}
     rebuilt = []

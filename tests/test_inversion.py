@@ -141,6 +141,16 @@ def test_crossover_children_keep_composition_and_replace_the_worst():
 
 
 
+def test_reconstruction_acsf_is_the_benchmarks():
+    from ase_mlgen.inversion import reconstruction_acsf
+
+    one, two = reconstruction_acsf(["Pt"]), reconstruction_acsf(["Na", "Cl"], r_cut=5.0)
+    assert one.n_features == 1 + 16 + 6 and one.r_cut == 6.0     # G1 + G2 + G5, one element
+    assert two.r_cut == 5.0 and two.n_features > one.n_features  # per element (pair)
+    fp = one.compute(Atoms("Pt2", positions=[[0, 0, 0], [0, 0, 2.7]]))
+    assert fp.shape == (2, 23) and np.allclose(fp[0], fp[1])
+
+
 def test_refine_restarts_the_worst_near_the_best():
     from ase_mlgen.inversion.inverter import REFINE_LR
 

@@ -19,6 +19,7 @@ _LAZY = {
     "cluster_rmsd": "ase_mlgen.inversion.compare",
     "periodic_rmsd": "ase_mlgen.inversion.compare",
     "structure_rmsd": "ase_mlgen.inversion.compare",
+    "reconstruction_acsf": "ase_mlgen.inversion.recipes",
 }
 
 __all__ = list(_LAZY)
