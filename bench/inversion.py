@@ -602,9 +602,10 @@ def main(argv=None):
     p.add_argument("--tol-pooled", type=float, default=1e-5,
                    help="pooled, metal clusters and crystals: relative loss that ends the search "
                         "(the inverter's 3e-4 stops it at near misses, RMSD 0.1-0.3 A)")
-    p.add_argument("--refine-pooled", type=float, default=None,
+    p.add_argument("--refine-pooled", type=float, default=0.25,
                    help="pooled: share of initialisations that every hop restarts near the best "
-                        "structure (ACSFInverter(refine=...); default: the inverter's, 0.25)")
+                        "structure (ACSFInverter(refine=...), whose pooled default is 0.25; the "
+                        "session-15 result files record null for it)")
     p.add_argument("--init-rich", default="grow", help="pooled-rich: init")
     p.add_argument("--init-pooled-molecules", default="box", help="pooled, molecules: init")
     p.add_argument("--weights-rich", default="none", type=_feature_weights,
